@@ -1,0 +1,209 @@
+//! Experiments of the index notebook (00): what it costs to start a unit of concurrency.
+
+use crate::lab::{Figure, ParamError, Point, Report, Sampling, Series, Stats, Style, Table, check_list, check_range, fmt_num};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+/// Parameters of [`spawn_cost`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpawnCost {
+    /// How many threads (and, separately, tokio tasks) one sample spawns and then joins;
+    /// one point per count. Each in 1..=4096, at most 12 counts.
+    pub counts: Vec<usize>,
+    /// Timed samples per point (after one warm-up): 1..=101.
+    pub samples: usize,
+    /// Worker threads of the tokio multi-thread runtime: 1..=256.
+    pub workers: usize,
+}
+
+impl Default for SpawnCost {
+    fn default() -> Self {
+        SpawnCost { counts: vec![1, 4, 16, 64, 256, 1024], samples: 7, workers: crate::lab::cores() }
+    }
+}
+
+impl SpawnCost {
+    /// Checks every parameter; nothing has been started when this fails.
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_list("counts", &self.counts, 12, 1..=4096)?;
+        check_range("samples", self.samples, 1..=101)?;
+        check_range("workers", self.workers, 1..=256)
+    }
+}
+
+/// One measured point: `count` spawns of `kind`, cost per spawn in microseconds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpawnRow {
+    pub kind: &'static str,
+    pub count: usize,
+    /// Microseconds per spawn + join (or spawn + await), over the samples.
+    pub micros_per_spawn: Stats,
+}
+
+/// Result of [`spawn_cost`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpawnCostReport {
+    pub params: SpawnCost,
+    pub rows: Vec<SpawnRow>,
+}
+
+pub const THREAD: &str = "std::thread::spawn + join";
+pub const TASK: &str = "tokio::spawn + await";
+
+/// Measures the cost of starting and finishing `n` OS threads (`std::thread::spawn`, then
+/// `join` each) against `n` tokio tasks on a multi-thread runtime (`tokio::spawn`, then
+/// `.await` each), per unit, for every `n` in `counts`.
+///
+/// The runtime is built for this call and shut down before it returns; every thread is
+/// joined. Typical result: a thread costs tens of microseconds, a task well under one.
+pub fn spawn_cost(p: &SpawnCost) -> Result<SpawnCostReport, ParamError> {
+    p.validate()?;
+    let sampling = Sampling { warmup: 1, samples: p.samples };
+    let mut rows = Vec::new();
+    for &n in &p.counts {
+        let mut failed = None;
+        let stats = sampling.measure(|| match spawn_join_threads(n) {
+            Ok(d) => d,
+            Err(e) => {
+                failed = Some(e);
+                Duration::ZERO
+            }
+        });
+        if let Some(e) = failed {
+            return Err(ParamError::new("counts", format!("counts this machine can spawn threads for ({e})"), n));
+        }
+        rows.push(SpawnRow { kind: THREAD, count: n, micros_per_spawn: stats.scaled(1e6 / n as f64) });
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(p.workers)
+        .build()
+        .map_err(|e| ParamError::new("workers", format!("a worker count the OS can start ({e})"), p.workers))?;
+    for &n in &p.counts {
+        let stats = sampling.measure(|| rt.block_on(spawn_await_tasks(n)));
+        rows.push(SpawnRow { kind: TASK, count: n, micros_per_spawn: stats.scaled(1e6 / n as f64) });
+    }
+    rt.shutdown_timeout(Duration::from_secs(5));
+    Ok(SpawnCostReport { params: p.clone(), rows })
+}
+
+fn spawn_join_threads(n: usize) -> std::io::Result<Duration> {
+    let t = Instant::now();
+    let mut handles = Vec::with_capacity(n);
+    let mut error = None;
+    for _ in 0..n {
+        match std::thread::Builder::new().spawn(|| std::hint::black_box(())) {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    match error {
+        Some(e) => Err(e),
+        None => Ok(t.elapsed()),
+    }
+}
+
+async fn spawn_await_tasks(n: usize) -> Duration {
+    let t = Instant::now();
+    let handles: Vec<_> = (0..n).map(|_| tokio::spawn(async { std::hint::black_box(()) })).collect();
+    for h in handles {
+        let _ = h.await;
+    }
+    t.elapsed()
+}
+
+impl SpawnCostReport {
+    /// Median cost in µs of one spawn of `kind` at `count`, if measured.
+    pub fn median(&self, kind: &str, count: usize) -> Option<f64> {
+        self.rows.iter().find(|r| r.kind == kind && r.count == count).map(|r| r.micros_per_spawn.median)
+    }
+
+    /// Ratio of thread cost to task cost at the largest count.
+    pub fn ratio_at_largest(&self) -> Option<f64> {
+        let n = *self.params.counts.iter().max()?;
+        Some(self.median(THREAD, n)? / self.median(TASK, n)?)
+    }
+}
+
+impl Report for SpawnCostReport {
+    fn figures(&self) -> Vec<Figure> {
+        let series = |kind: &str| {
+            let pts = self
+                .rows
+                .iter()
+                .filter(|r| r.kind == kind)
+                .map(|r| Point::spread(r.count as f64, r.micros_per_spawn.median, r.micros_per_spawn.p25, r.micros_per_spawn.p75))
+                .collect();
+            Series::new(kind, Style::Measured, pts)
+        };
+        let mut f = Figure::lines("How much does it cost to start a thread vs a task?", "spawned per sample", "µs per spawn (median, p25–p75)")
+            .log_x()
+            .log_y()
+            .series(series(THREAD))
+            .series(series(TASK))
+            .legend(crate::lab::Legend::UpperRight);
+        if let Some(r) = self.ratio_at_largest() {
+            f = f.note(format!("At the largest count a thread costs {}× a task.", fmt_num(r)));
+        }
+        vec![f]
+    }
+
+    fn table(&self) -> Table {
+        let mut t = Table::new("Spawn cost per unit (µs)", &["spawned", "thread median", "thread p25–p75", "task median", "task p25–p75", "thread / task"]);
+        for &n in &self.params.counts {
+            let get = |kind| self.rows.iter().find(|r| r.kind == kind && r.count == n).map(|r| &r.micros_per_spawn);
+            if let (Some(th), Some(ta)) = (get(THREAD), get(TASK)) {
+                t.row(vec![
+                    n.to_string(),
+                    fmt_num(th.median),
+                    format!("{}–{}", fmt_num(th.p25), fmt_num(th.p75)),
+                    fmt_num(ta.median),
+                    format!("{}–{}", fmt_num(ta.p25), fmt_num(ta.p75)),
+                    format!("{}×", fmt_num(th.median / ta.median)),
+                ]);
+            }
+        }
+        t.note(format!("{} samples per point after one warm-up; tokio runtime with {} workers.", self.params.samples, self.params.workers));
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_parameters_are_refused_before_running() {
+        let bad = [
+            SpawnCost { counts: vec![], ..Default::default() },
+            SpawnCost { counts: vec![0], ..Default::default() },
+            SpawnCost { counts: vec![5000], ..Default::default() },
+            SpawnCost { samples: 0, ..Default::default() },
+            SpawnCost { workers: 0, ..Default::default() },
+        ];
+        for p in bad {
+            let e = spawn_cost(&p).unwrap_err();
+            assert!(e.to_string().contains("must be"), "{e}");
+        }
+    }
+
+    #[test]
+    fn one_row_per_kind_and_count_and_threads_cost_more() {
+        let p = SpawnCost { counts: vec![1, 64], samples: 3, workers: 2 };
+        let r = spawn_cost(&p).unwrap();
+        assert_eq!(r.rows.len(), 4);
+        assert!(r.rows.iter().all(|row| row.micros_per_spawn.n == 3 && row.micros_per_spawn.median > 0.0));
+        // A thread start is a clone(2) syscall plus a stack mapping; a task is an
+        // allocation and a queue push. The gap is well over 10× on any machine.
+        assert!(r.ratio_at_largest().unwrap() > 10.0, "{:?}", r.rows);
+        assert_eq!(r.table().rows.len(), 2);
+        assert!(r.figure().to_svg().contains("<svg"));
+    }
+
+}

@@ -1,0 +1,172 @@
+//! The machine card: what the numbers in a figure were measured on.
+
+use crate::lab::table::Table;
+use serde::Serialize;
+use std::sync::OnceLock;
+
+/// Hardware and software facts that change what the experiments measure.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MachineCard {
+    /// CPU model from `/proc/cpuinfo` ("unknown" elsewhere).
+    pub cpu_model: String,
+    /// Logical CPUs the kernel reports online.
+    pub logical_cpus: usize,
+    /// What `std::thread::available_parallelism` says: CPUs this process may use
+    /// (affinity masks and cgroup quotas lower it).
+    pub available_parallelism: usize,
+    /// Operating system name (`/etc/os-release`), e.g. "Debian GNU/Linux 12 (bookworm)".
+    pub os: String,
+    /// Kernel release, e.g. "6.1.0-18-amd64".
+    pub kernel: String,
+    /// Whether the kernel reports a hypervisor (virtual machines switch contexts slower).
+    pub virtualized: bool,
+    /// The rustc that compiled this code.
+    pub rustc: String,
+    /// The evcxr kernel's version when the code runs inside one, else `None`.
+    pub evcxr: Option<String>,
+    /// Whether debug assertions were on when this crate was compiled (they are in
+    /// notebook cells, which also keep overflow checks on).
+    pub debug_assertions: bool,
+}
+
+impl MachineCard {
+    /// Reads the card of the machine this runs on (cached after the first call).
+    pub fn current() -> MachineCard {
+        static CARD: OnceLock<MachineCard> = OnceLock::new();
+        CARD.get_or_init(read_card).clone()
+    }
+
+    /// One-line description for figure captions: "2 CPUs · Intel Xeon … · Linux 6.1".
+    pub fn caption(&self) -> String {
+        format!("{} CPUs · {} · {}", self.available_parallelism, self.cpu_model, self.os)
+    }
+
+    /// The card as a two-column table.
+    pub fn table(&self) -> Table {
+        let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+        let mut t = Table::new("Machine card", &["property", "value"]);
+        t.row(vec!["CPU model".into(), self.cpu_model.clone()]);
+        t.row(vec!["logical CPUs (online)".into(), self.logical_cpus.to_string()]);
+        t.row(vec!["available_parallelism()".into(), self.available_parallelism.to_string()]);
+        t.row(vec!["virtual machine".into(), yes_no(self.virtualized)]);
+        t.row(vec!["OS".into(), self.os.clone()]);
+        t.row(vec!["kernel".into(), self.kernel.clone()]);
+        t.row(vec!["rustc".into(), self.rustc.clone()]);
+        t.row(vec!["evcxr".into(), self.evcxr.clone().unwrap_or_else(|| "not running under evcxr".into())]);
+        t.row(vec![
+            "debug assertions".into(),
+            if self.debug_assertions { "on (notebook cell profile)" } else { "off (release build)" }.into(),
+        ]);
+        t
+    }
+
+    /// Renders the card as a table in a notebook.
+    pub fn evcxr_display(&self) {
+        self.table().evcxr_display();
+    }
+}
+
+fn read_card() -> MachineCard {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name") || l.starts_with("Model"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into());
+    let virtualized = cpuinfo.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"));
+    // SAFETY: sysconf only reads a kernel-provided value.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
+        })
+        .unwrap_or_else(|| std::env::consts::OS.to_string());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    MachineCard {
+        cpu_model,
+        logical_cpus: if online > 0 { online as usize } else { 1 },
+        available_parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        os,
+        kernel,
+        virtualized,
+        rustc: env!("CONCLAB_RUSTC_VERSION").to_string(),
+        evcxr: evcxr_version(),
+        debug_assertions: cfg!(debug_assertions),
+    }
+}
+
+/// evcxr runs cells in a child process started from its own executable; when that is
+/// the case, ask the executable for its version.
+fn evcxr_version() -> Option<String> {
+    let exe = std::env::current_exe().ok()?;
+    let name = exe.file_name()?.to_string_lossy().into_owned();
+    if !name.starts_with("evcxr") {
+        return None;
+    }
+    let out = std::process::Command::new(&exe).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Some(if text.is_empty() { name } else { text })
+}
+
+/// Logical CPU ids this process may be pinned to (its affinity mask), ascending.
+pub fn usable_cpus() -> Vec<usize> {
+    let mut ids: Vec<usize> =
+        core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    ids.sort_unstable();
+    if ids.is_empty() {
+        ids.push(0);
+    }
+    ids
+}
+
+/// Pins the calling thread to logical CPU `cpu`; `false` if the OS refused.
+pub fn pin_current_thread(cpu: usize) -> bool {
+    core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
+}
+
+/// Threads of this process right now (`Threads:` in `/proc/self/status`; 0 where there
+/// is no `/proc`).
+pub fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Threads:").and_then(|v| v.trim().parse().ok())))
+        .unwrap_or(0)
+}
+
+/// Number of CPUs experiments should treat as "the cores of this machine".
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn card_has_sane_counts() {
+        let c = MachineCard::current();
+        assert!(c.logical_cpus >= 1);
+        assert!(c.available_parallelism >= 1 && c.available_parallelism <= c.logical_cpus.max(c.available_parallelism));
+        assert!(c.rustc.starts_with("rustc "), "{}", c.rustc);
+        assert_eq!(c.debug_assertions, cfg!(debug_assertions));
+        assert!(c.evcxr.is_none(), "unit tests do not run under evcxr");
+    }
+
+    #[test]
+    fn table_lists_every_field() {
+        let t = MachineCard::current().table();
+        assert_eq!(t.rows.len(), 9);
+        assert!(t.to_text().contains("available_parallelism()"));
+    }
+
+    #[test]
+    fn usable_cpus_cover_available_parallelism() {
+        // a cgroup quota can lower available_parallelism below the affinity mask, never raise it
+        assert!(usable_cpus().len() >= cores());
+    }
+}

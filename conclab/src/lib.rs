@@ -1,0 +1,15 @@
+//! `conclab`: the support crate of the Rust Concurrency Lab notebooks.
+//!
+//! Three layers:
+//! - [`lab`]: measurement and presentation (timing, machine card, figures, tables);
+//! - [`experiments`]: one module per notebook, each experiment a function from a typed,
+//!   validated parameter struct to a [`lab::Report`];
+//! - `primitives`: hand-built building blocks the lessons take apart (added with the
+//!   notebooks that teach them).
+//!
+//! Notebook cells `use conclab::prelude::*;` and call experiments; the `conclab` binary
+//! runs the same experiments headless through [`experiments::registry`].
+
+pub mod experiments;
+pub mod lab;
+pub mod prelude;
