@@ -147,7 +147,7 @@ impl Report for SpawnCostReport {
             .log_y()
             .series(series(THREAD))
             .series(series(TASK))
-            .legend(crate::lab::Legend::UpperRight);
+            .legend(crate::lab::Legend::LowerLeft);
         if let Some(r) = self.ratio_at_largest() {
             f = f.note(format!("At the largest count a thread costs {}× a task.", fmt_num(r)));
         }

@@ -100,17 +100,12 @@ fn read_card() -> MachineCard {
     }
 }
 
-/// evcxr runs cells in a child process started from its own executable; when that is
-/// the case, ask the executable for its version.
+/// evcxr runs cells in a child process marked by `EVCXR_IS_RUNTIME`; the lab's kernel
+/// spec (written by the setup script) records the kernel's version in
+/// `CONCLAB_EVCXR_VERSION`. (Running the evcxr binary to ask would start another runtime.)
 fn evcxr_version() -> Option<String> {
-    let exe = std::env::current_exe().ok()?;
-    let name = exe.file_name()?.to_string_lossy().into_owned();
-    if !name.starts_with("evcxr") {
-        return None;
-    }
-    let out = std::process::Command::new(&exe).arg("--version").output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Some(if text.is_empty() { name } else { text })
+    std::env::var_os("EVCXR_IS_RUNTIME")?;
+    Some(std::env::var("CONCLAB_EVCXR_VERSION").unwrap_or_else(|_| "unknown version".into()))
 }
 
 /// Logical CPU ids this process may be pinned to (its affinity mask), ascending.

@@ -1,0 +1,8 @@
+# The lab's commands; each is a script in scripts/ so the Dockerfile and CI share them.
+.PHONY: lab setup test render
+lab:    ## set up what is missing, then open JupyterLab on the index
+	scripts/lab.sh
+setup:  ## install the venv, evcxr_jupyter and the rust kernel (idempotent)
+	scripts/setup.sh
+test:   ## fmt, clippy, cargo test, then every notebook headless
+	scripts/test.sh

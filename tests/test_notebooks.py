@@ -1,0 +1,141 @@
+"""Executes every notebook headless on the `rust` kernel and checks what it shows.
+
+Static checks (no kernel): kernelspec, no committed outputs, navigation, metadata of
+tagged cells. Execution: quick parameters injected after each `parameters` cell; then
+every cell's outputs are checked:
+  - an error output only in cells tagged `raises-exception`, with the rustc code named
+    in the cell's `conclab.rustc_error` metadata (and such a cell must fail);
+  - no `panicked at` unless the cell is tagged `expect-panic`;
+  - no `ParamError` box unless tagged `expect-param-error` (which must show one);
+  - no stderr text unless tagged `expect-panic` (evcxr prints `?` errors there);
+  - every cell tagged `figure` shows an SVG.
+Per-cell and per-notebook wall times go to target/notebook-report.json.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import record_timing
+from nbtools import NOTEBOOKS, execute, lab_meta, linked_notebooks, nav_cells, nav_line, notebook_paths, read, tags
+
+PATHS = notebook_paths()
+IDS = [p.stem for p in PATHS]
+RUSTC_CODE = re.compile(r"\[(E\d{4})\]")
+
+
+def selected(config, path: Path) -> bool:
+    wanted = config.getoption("--notebook")
+    return not wanted or path.stem in wanted or path.name in wanted
+
+
+# ---------------------------------------------------------------- static checks
+
+def test_notebooks_exist():
+    assert PATHS, f"no notebooks in {NOTEBOOKS}"
+    assert PATHS[0].name == "00-index.ipynb"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_committed_form(path: Path):
+    nb = read(path)
+    assert nb.metadata.get("kernelspec", {}).get("name") == "rust", "kernelspec must be 'rust'"
+    for i, c in enumerate(nb.cells):
+        if c.cell_type == "code":
+            assert not c.get("outputs"), f"cell {i} has committed outputs (clear them before committing)"
+            assert c.get("execution_count") is None, f"cell {i} has an execution count"
+            t = tags(c)
+            if "raises-exception" in t:
+                assert RUSTC_CODE.fullmatch(f"[{lab_meta(c).get('rustc_error', '')}]"), \
+                    f"cell {i} is tagged raises-exception but has no conclab.rustc_error code (e.g. E0373)"
+            if "parameters" in t:
+                assert "quick" in lab_meta(c).get("param_sets", {}), f"parameters cell {i} has no quick param set"
+            last = [ln for ln in c.source.strip().splitlines() if ln.strip()][-1:] or [""]
+            if re.search(r"\.figure\(\)\s*$", last[0]) and "expect-param-error" not in t:
+                assert "figure" in t, f"cell {i} ends in .figure() but is not tagged `figure`"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_navigation(path: Path):
+    nb = read(path)
+    i = PATHS.index(path)
+    navs = nav_cells(nb)
+    assert navs == [0, len(nb.cells) - 1], "the first and last cells must be navigation cells (run tools/tidy_notebooks.py)"
+    want = nav_line(PATHS, i)
+    for j in navs:
+        assert nb.cells[j].source == want, f"navigation out of date in cell {j}: run tools/tidy_notebooks.py"
+
+
+def test_index_links_every_notebook():
+    linked = linked_notebooks(read(PATHS[0]))
+    names = {p.name for p in PATHS[1:]}
+    assert linked >= names, f"index does not link {sorted(names - linked)}"
+    assert linked <= names | {PATHS[0].name}, f"index links missing notebooks {sorted(linked - names)}"
+
+
+# ---------------------------------------------------------------- execution
+
+def output_text(out) -> str:
+    if out.output_type == "stream":
+        return out.text
+    if out.output_type == "error":
+        return "\n".join([out.ename, out.evalue, *out.traceback])
+    return "\n".join(str(v) for k, v in out.get("data", {}).items() if k.startswith("text/"))
+
+
+def cell_problems(i: int, cell) -> list[str]:
+    t, outs, problems = tags(cell), cell.get("outputs", []), []
+    where = f"cell {i} ({cell.source.strip().splitlines()[0][:60] if cell.source.strip() else ''!r})"
+    errors = [o for o in outs if o.output_type == "error"]
+    text = "\n".join(output_text(o) for o in outs)
+    if "raises-exception" in t:
+        want = lab_meta(cell).get("rustc_error")
+        codes = set(RUSTC_CODE.findall("\n".join(output_text(o) for o in errors)))
+        if not errors:
+            problems.append(f"{where}: should fail to compile with {want} but ran")
+        elif want not in codes:
+            problems.append(f"{where}: expected rustc {want}, got {sorted(codes) or 'no code'}: {output_text(errors[0])[:300]}")
+    elif errors:
+        problems.append(f"{where}: error: {output_text(errors[0])[:500]}")
+    if "panicked at" in text and "expect-panic" not in t:
+        problems.append(f"{where}: a panic: {text[text.index('panicked at'):][:300]}")
+    has_param_error = "ParamError:" in text
+    if "expect-param-error" in t and not has_param_error:
+        problems.append(f"{where}: tagged expect-param-error but shows no ParamError")
+    if has_param_error and "expect-param-error" not in t:
+        problems.append(f"{where}: {text[text.index('ParamError:'):][:300]}")
+    stderr = "".join(o.text for o in outs if o.output_type == "stream" and o.name == "stderr").strip()
+    if stderr and not {"expect-panic", "raises-exception"} & set(t):
+        problems.append(f"{where}: stderr: {stderr[:300]}")
+    if "figure" in t and not any("image/svg+xml" in o.get("data", {}) for o in outs):
+        problems.append(f"{where}: tagged figure but shows no SVG")
+    return problems
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_execute(path: Path, request):
+    if not selected(request.config, path):
+        pytest.skip("not selected with --notebook")
+    param_set = request.config.getoption("--param-set")
+    nb = read(path)
+    try:
+        total, seconds = execute(nb, param_set, request.config.getoption("--cell-timeout"))
+    except KeyError as e:
+        raise pytest.UsageError(str(e)) from None
+    cells = [
+        {"index": i, "tags": tags(c), "seconds": round(seconds.get(i, 0.0), 3),
+         "first_line": (c.source.strip().splitlines() or [""])[0][:80]}
+        for i, c in enumerate(nb.cells) if c.cell_type == "code"
+    ]
+    code_times = sorted(c["seconds"] for c in cells)
+    record_timing(path.stem, {
+        "param_set": param_set,
+        "total_seconds": round(total, 2),
+        "first_cell_seconds": cells[0]["seconds"] if cells else None,
+        "median_cell_seconds": code_times[len(code_times) // 2] if code_times else None,
+        "cells": cells,
+    })
+    problems = [p for i, c in enumerate(nb.cells) if c.cell_type == "code" for p in cell_problems(i, c)]
+    assert not problems, "\n".join(problems)
