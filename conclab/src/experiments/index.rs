@@ -1,6 +1,8 @@
 //! Experiments of the index notebook (00): what it costs to start a unit of concurrency.
 
-use crate::lab::{Figure, ParamError, Point, Report, Sampling, Series, Stats, Style, Table, check_list, check_range, fmt_num};
+use crate::lab::{
+    Figure, ParamError, Point, Report, Sampling, Series, Stats, Style, Table, check_list, check_range, fmt_num,
+};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -138,16 +140,27 @@ impl Report for SpawnCostReport {
                 .rows
                 .iter()
                 .filter(|r| r.kind == kind)
-                .map(|r| Point::spread(r.count as f64, r.micros_per_spawn.median, r.micros_per_spawn.p25, r.micros_per_spawn.p75))
+                .map(|r| {
+                    Point::spread(
+                        r.count as f64,
+                        r.micros_per_spawn.median,
+                        r.micros_per_spawn.p25,
+                        r.micros_per_spawn.p75,
+                    )
+                })
                 .collect();
             Series::new(kind, Style::Measured, pts)
         };
-        let mut f = Figure::lines("How much does it cost to start a thread vs a task?", "spawned per sample", "µs per spawn (median, p25–p75)")
-            .log_x()
-            .log_y()
-            .series(series(THREAD))
-            .series(series(TASK))
-            .legend(crate::lab::Legend::LowerLeft);
+        let mut f = Figure::lines(
+            "How much does it cost to start a thread vs a task?",
+            "spawned per sample",
+            "µs per spawn (median, p25–p75)",
+        )
+        .log_x()
+        .log_y()
+        .series(series(THREAD))
+        .series(series(TASK))
+        .legend(crate::lab::Legend::LowerLeft);
         if let Some(r) = self.ratio_at_largest() {
             f = f.note(format!("At the largest count a thread costs {}× a task.", fmt_num(r)));
         }
@@ -155,7 +168,10 @@ impl Report for SpawnCostReport {
     }
 
     fn table(&self) -> Table {
-        let mut t = Table::new("Spawn cost per unit (µs)", &["spawned", "thread median", "thread p25–p75", "task median", "task p25–p75", "thread / task"]);
+        let mut t = Table::new(
+            "Spawn cost per unit (µs)",
+            &["spawned", "thread median", "thread p25–p75", "task median", "task p25–p75", "thread / task"],
+        );
         for &n in &self.params.counts {
             let get = |kind| self.rows.iter().find(|r| r.kind == kind && r.count == n).map(|r| &r.micros_per_spawn);
             if let (Some(th), Some(ta)) = (get(THREAD), get(TASK)) {
@@ -169,7 +185,10 @@ impl Report for SpawnCostReport {
                 ]);
             }
         }
-        t.note(format!("{} samples per point after one warm-up; tokio runtime with {} workers.", self.params.samples, self.params.workers));
+        t.note(format!(
+            "{} samples per point after one warm-up; tokio runtime with {} workers.",
+            self.params.samples, self.params.workers
+        ));
         t
     }
 }
@@ -205,5 +224,4 @@ mod tests {
         assert_eq!(r.table().rows.len(), 2);
         assert!(r.figure().to_svg().contains("<svg"));
     }
-
 }

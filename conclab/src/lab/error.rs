@@ -52,12 +52,7 @@ where
 
 /// Checks that a list is not empty, not longer than `max_len`, and that every element
 /// lies in `range`.
-pub fn check_list<T>(
-    param: &str,
-    values: &[T],
-    max_len: usize,
-    range: RangeInclusive<T>,
-) -> Result<(), ParamError>
+pub fn check_list<T>(param: &str, values: &[T], max_len: usize, range: RangeInclusive<T>) -> Result<(), ParamError>
 where
     T: PartialOrd + fmt::Debug,
 {

@@ -101,7 +101,10 @@ pub enum Plot {
     Bars(Vec<Bar>),
     /// Named sample sets binned over one shared range into `bins` bins; bars show the
     /// share of each set's samples per bin, so sets of different sizes compare.
-    Histogram { sets: Vec<(String, Vec<f64>)>, bins: usize },
+    Histogram {
+        sets: Vec<(String, Vec<f64>)>,
+        bins: usize,
+    },
     Timeline(Vec<Span>),
 }
 
@@ -199,7 +202,13 @@ impl Figure {
     /// Adds a bar (bar charts only).
     pub fn bar(mut self, group: &str, series: &str, value: f64, spread: Option<(f64, f64)>) -> Figure {
         if let Plot::Bars(v) = &mut self.plot {
-            v.push(Bar { group: group.into(), series: series.into(), value, lo: spread.map(|s| s.0), hi: spread.map(|s| s.1) });
+            v.push(Bar {
+                group: group.into(),
+                series: series.into(),
+                value,
+                lo: spread.map(|s| s.0),
+                hi: spread.map(|s| s.1),
+            });
         }
         self
     }
@@ -282,7 +291,8 @@ impl Figure {
         match &self.plot {
             Plot::Lines(series) => {
                 for ser in series {
-                    let pts: Vec<String> = ser.points.iter().map(|p| format!("{}→{}", fmt_num(p.x), fmt_num(p.y))).collect();
+                    let pts: Vec<String> =
+                        ser.points.iter().map(|p| format!("{}→{}", fmt_num(p.x), fmt_num(p.y))).collect();
                     let _ = writeln!(s, "  {} ({} vs {}): {}", ser.name, self.y_label, self.x_label, pts.join(", "));
                 }
             }
@@ -292,7 +302,8 @@ impl Figure {
                         (Some(lo), Some(hi)) => format!(" ({}–{})", fmt_num(lo), fmt_num(hi)),
                         _ => String::new(),
                     };
-                    let _ = writeln!(s, "  {} / {}: {}{} {}", b.group, b.series, fmt_num(b.value), spread, self.y_label);
+                    let _ =
+                        writeln!(s, "  {} / {}: {}{} {}", b.group, b.series, fmt_num(b.value), spread, self.y_label);
                 }
             }
             Plot::Histogram { sets, .. } => {
@@ -420,9 +431,9 @@ impl Figure {
                                 poly.extend(spread.iter().rev().map(|p| (p.0, p.1)));
                                 chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.18).filled())))?;
                             } else {
-                                chart.draw_series(
-                                    spread.iter().map(|p| ErrorBar::new_vertical(p.0, p.1, (p.1 + p.2) / 2.0, p.2, c.stroke_width(1), 8)),
-                                )?;
+                                chart.draw_series(spread.iter().map(|p| {
+                                    ErrorBar::new_vertical(p.0, p.1, (p.1 + p.2) / 2.0, p.2, c.stroke_width(1), 8)
+                                }))?;
                             }
                             chart
                                 .draw_series(LineSeries::new(xy.clone(), c.stroke_width(2)))?
@@ -450,7 +461,14 @@ impl Figure {
                             rects.push(Rectangle::new([(left, base), (right, v)], c.filled()));
                         }
                         if let (Some(lo), Some(hi)) = (b.lo.and_then(ty), b.hi.and_then(ty)) {
-                            errs.push(ErrorBar::new_vertical((left + right) / 2.0, lo, (lo + hi) / 2.0, hi, BLACK.stroke_width(1), 6));
+                            errs.push(ErrorBar::new_vertical(
+                                (left + right) / 2.0,
+                                lo,
+                                (lo + hi) / 2.0,
+                                hi,
+                                BLACK.stroke_width(1),
+                                6,
+                            ));
                         }
                     }
                     chart
@@ -496,12 +514,17 @@ impl Figure {
                         .filter(|s| &s.key == key)
                         .filter_map(|s| {
                             let y = last - lane_names.iter().position(|l| l == &s.lane)? as f64;
-                            Some(Rectangle::new([(tx(s.start)?, y - 0.35), (tx(s.end)?, y + 0.35)], c.mix(0.85).filled()))
+                            Some(Rectangle::new(
+                                [(tx(s.start)?, y - 0.35), (tx(s.end)?, y + 0.35)],
+                                c.mix(0.85).filled(),
+                            ))
                         })
                         .collect();
                     let series = chart.draw_series(rects)?;
                     if keys.len() <= 12 {
-                        series.label(key).legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], c.filled()));
+                        series
+                            .label(key)
+                            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], c.filled()));
                     }
                 }
                 legend = keys.len() <= 12;
@@ -548,10 +571,7 @@ impl Figure {
                 let x = axis_values(&xs, self.x_scale);
                 let x = if x.1 > x.0 { x } else { (x.0 - 0.5, x.1 + 0.5) };
                 let edges = bin_edges(x.0, x.1, *bins);
-                let top = sets
-                    .iter()
-                    .flat_map(|(_, v)| bin_shares(v, &edges, self.x_scale))
-                    .fold(1.0f64, f64::max);
+                let top = sets.iter().flat_map(|(_, v)| bin_shares(v, &edges, self.x_scale)).fold(1.0f64, f64::max);
                 return (x, (0.0, top * 1.08));
             }
             Plot::Timeline(spans) => {
@@ -653,7 +673,13 @@ fn ticks(lo: f64, hi: f64, scale: Scale) -> Vec<f64> {
         }
         Scale::Log => {
             let decades = (hi.ceil() - lo.floor()) as i32;
-            let mults: &[f64] = if decades <= 2 { &[1.0, 2.0, 5.0] } else if decades <= 4 { &[1.0, 3.0] } else { &[1.0] };
+            let mults: &[f64] = if decades <= 2 {
+                &[1.0, 2.0, 5.0]
+            } else if decades <= 4 {
+                &[1.0, 3.0]
+            } else {
+                &[1.0]
+            };
             let step = if decades > 8 { 2 } else { 1 };
             let mut t = Vec::new();
             let mut d = lo.floor() as i32;
@@ -688,14 +714,26 @@ pub fn fmt_num(v: f64) -> String {
     if !(1e-3..1e6).contains(&a) {
         return format!("{v:.1e}").replace(".0e", "e");
     }
-    let decimals = if a >= 100.0 { 0 } else if a >= 10.0 { 1 } else if a >= 1.0 { 2 } else { (2.0 - a.log10().floor()) as usize };
+    let decimals = if a >= 100.0 {
+        0
+    } else if a >= 10.0 {
+        1
+    } else if a >= 1.0 {
+        2
+    } else {
+        (2.0 - a.log10().floor()) as usize
+    };
     let s = format!("{v:.decimals$}");
     if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
 }
 
 fn label_at(labels: &[String], v: f64) -> String {
     let i = v.round();
-    if (v - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() { labels[i as usize].clone() } else { String::new() }
+    if (v - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
+        labels[i as usize].clone()
+    } else {
+        String::new()
+    }
 }
 
 fn unique(items: impl Iterator<Item = String>) -> Vec<String> {
@@ -780,7 +818,11 @@ mod tests {
         let figs = [
             Figure::lines("L", "threads", "µs")
                 .log_x()
-                .series(Series::new("a", Style::Measured, vec![Point::spread(1.0, 2.0, 1.5, 2.5), Point::spread(10.0, 3.0, 2.0, 4.0)]))
+                .series(Series::new(
+                    "a",
+                    Style::Measured,
+                    vec![Point::spread(1.0, 2.0, 1.5, 2.5), Point::spread(10.0, 3.0, 2.0, 4.0)],
+                ))
                 .series(Series::new("ideal", Style::Ideal, vec![Point::new(1.0, 1.0), Point::new(10.0, 10.0)])),
             Figure::bars("B", "mode", "ops/s").bar("x", "s1", 3.0, Some((2.0, 4.0))).bar("y", "s2", 5.0, None),
             Figure::histogram("H", "latency (µs)", 20).log_x().samples("a", vec![1.0, 2.0, 3.0, 50.0]),
@@ -805,9 +847,11 @@ mod tests {
 
     #[test]
     fn log_axis_drops_non_positive_values() {
-        let f = Figure::lines("L", "x", "y")
-            .log_y()
-            .series(Series::new("a", Style::Measured, vec![Point::new(1.0, 0.0), Point::new(2.0, 10.0)]));
+        let f = Figure::lines("L", "x", "y").log_y().series(Series::new(
+            "a",
+            Style::Measured,
+            vec![Point::new(1.0, 0.0), Point::new(2.0, 10.0)],
+        ));
         assert!(!f.to_svg().contains("could not be drawn"));
     }
 }

@@ -74,15 +74,13 @@ fn read_card() -> MachineCard {
         .and_then(|l| l.split(':').nth(1))
         .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|| "unknown".into());
-    let virtualized = cpuinfo.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"));
+    let virtualized =
+        cpuinfo.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"));
     // SAFETY: sysconf only reads a kernel-provided value.
     let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     let os = std::fs::read_to_string("/etc/os-release")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
-        })
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string())))
         .unwrap_or_else(|| std::env::consts::OS.to_string());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
@@ -110,8 +108,7 @@ fn evcxr_version() -> Option<String> {
 
 /// Logical CPU ids this process may be pinned to (its affinity mask), ascending.
 pub fn usable_cpus() -> Vec<usize> {
-    let mut ids: Vec<usize> =
-        core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    let mut ids: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
     ids.sort_unstable();
     if ids.is_empty() {
         ids.push(0);
