@@ -2,4 +2,5 @@
 //! struct (with `Default`, validated before anything starts) to a [`crate::lab::Report`].
 
 pub mod index;
+pub mod intro;
 pub mod registry;

@@ -58,12 +58,44 @@ impl Experiment {
 /// Every experiment, in notebook order.
 pub fn experiments() -> Vec<Experiment> {
     use crate::experiments::*;
-    vec![Experiment::new(
-        "spawn-cost",
-        "00-index",
-        "cost of std::thread::spawn+join vs tokio::spawn+await, per unit, over a range of counts",
-        index::spawn_cost,
-    )]
+    vec![
+        Experiment::new(
+            "spawn-cost",
+            "00-index",
+            "cost of std::thread::spawn+join vs tokio::spawn+await, per unit, over a range of counts",
+            index::spawn_cost,
+        ),
+        Experiment::new(
+            "timeline",
+            "01-intro",
+            "N CPU-bound tasks on one CPU vs all CPUs, as a timeline of who ran where",
+            intro::timeline,
+        ),
+        Experiment::new(
+            "processes",
+            "01-intro",
+            "a child process and threads: PIDs, TIDs, thread counts, shared vs private memory",
+            intro::processes,
+        ),
+        Experiment::new(
+            "stacks",
+            "01-intro",
+            "addresses of stack locals per thread vs one heap allocation, default vs chosen stack size",
+            intro::stacks,
+        ),
+        Experiment::new(
+            "ping-pong",
+            "01-intro",
+            "context-switch cost: round trips between two threads, same CPU / two CPUs / unpinned",
+            intro::ping_pong,
+        ),
+        Experiment::new(
+            "scaling",
+            "01-intro",
+            "a fixed CPU-bound job over 1..2x cores threads and rayon; Amdahl and USL fits",
+            intro::scaling,
+        ),
+    ]
 }
 
 /// The experiment called `name`.

@@ -4,10 +4,13 @@
 pub mod display;
 pub mod error;
 pub mod figure;
+pub mod fit;
 pub mod machine;
+pub mod os;
 pub mod report;
 pub mod table;
 pub mod timing;
+pub mod work;
 
 pub use error::{ParamError, check_choice, check_cpu, check_list, check_range};
 pub use figure::{Figure, Legend, Plot, Point, Scale, Series, Style, fmt_num};

@@ -36,6 +36,8 @@ impl<T: serde::Serialize> ToJson for T {
 pub trait ReportResult {
     fn figure(&self) -> Result<Figure, ParamError>;
     fn table(&self) -> Result<Table, ParamError>;
+    /// Figure number `i` (0 is the main one) of reports that draw several.
+    fn figure_n(&self, i: usize) -> Result<Figure, ParamError>;
 }
 
 impl<R: Report> ReportResult for Result<R, ParamError> {
@@ -44,6 +46,12 @@ impl<R: Report> ReportResult for Result<R, ParamError> {
     }
     fn table(&self) -> Result<Table, ParamError> {
         self.as_ref().map(Report::table).map_err(Clone::clone)
+    }
+    fn figure_n(&self, i: usize) -> Result<Figure, ParamError> {
+        let r = self.as_ref().map_err(Clone::clone)?;
+        let mut all = r.figures();
+        let n = all.len();
+        if i < n { Ok(all.swap_remove(i)) } else { Err(ParamError::new("figure", format!("0..={}", n - 1), i)) }
     }
 }
 

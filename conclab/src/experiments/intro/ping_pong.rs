@@ -1,0 +1,317 @@
+//! Context-switch cost: two threads hand a token back and forth, so every round trip
+//! needs each of them to sleep and be woken once.
+
+use crate::lab::os::Switches;
+use crate::lab::{
+    Figure, ParamError, Report, Stats, Table, check_cpu, check_range, fmt_num, pin_current_thread, usable_cpus,
+};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+/// Parameters of [`ping_pong`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PingPong {
+    /// Round trips per sample: 100..=1_000_000.
+    pub round_trips: usize,
+    /// Timed samples per mechanism and placement (after one short warm-up): 1..=51.
+    pub samples: usize,
+    /// Hand-off mechanisms to compare, any of: "park" (`thread::park`/`unpark`, a futex
+    /// wait and wake) and "channel" (two rendezvous `sync_channel(0)`s).
+    pub mechanisms: Vec<String>,
+    /// The CPU of the first thread when pinned (and of both on "same CPU").
+    pub cpu_a: usize,
+    /// The CPU of the second thread on "two CPUs" (that placement is skipped when it equals `cpu_a`).
+    pub cpu_b: usize,
+}
+
+impl Default for PingPong {
+    fn default() -> Self {
+        let cpus = usable_cpus();
+        PingPong {
+            round_trips: 5_000,
+            samples: 5,
+            mechanisms: vec!["park".into(), "channel".into()],
+            cpu_a: cpus[0],
+            cpu_b: *cpus.get(1).unwrap_or(&cpus[0]),
+        }
+    }
+}
+
+pub const MECHANISMS: [&str; 2] = ["park", "channel"];
+
+impl PingPong {
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_range("round_trips", self.round_trips, 100..=1_000_000)?;
+        check_range("samples", self.samples, 1..=51)?;
+        if self.mechanisms.is_empty() || self.mechanisms.iter().any(|m| !MECHANISMS.contains(&m.as_str())) {
+            return Err(ParamError::new("mechanisms", "a non-empty list of: park, channel", &self.mechanisms));
+        }
+        check_cpu("cpu_a", self.cpu_a)?;
+        check_cpu("cpu_b", self.cpu_b)
+    }
+
+    fn placements(&self) -> Vec<(&'static str, Option<(usize, usize)>)> {
+        let mut v = vec![("same CPU", Some((self.cpu_a, self.cpu_a)))];
+        if self.cpu_b != self.cpu_a {
+            v.push(("two CPUs", Some((self.cpu_a, self.cpu_b))));
+        }
+        v.push(("unpinned", None));
+        v
+    }
+}
+
+/// One mechanism in one placement.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PingPongRow {
+    pub mechanism: String,
+    pub placement: String,
+    /// Microseconds per round trip, one value per sample.
+    pub round_trip_us: Stats,
+    /// Context switches per round trip, both threads together (all samples).
+    pub voluntary_per_round_trip: f64,
+    pub involuntary_per_round_trip: f64,
+    /// Every single round trip's latency in µs (not serialised: large).
+    #[serde(skip)]
+    pub latencies_us: Vec<f64>,
+}
+
+/// Result of [`ping_pong`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PingPongReport {
+    pub params: PingPong,
+    pub rows: Vec<PingPongRow>,
+}
+
+/// Measures the round-trip time of a token passed between two threads, for each
+/// mechanism and for both threads on one CPU, on two CPUs and unpinned, with the
+/// threads' context-switch counters (`getrusage(RUSAGE_THREAD)`) read before and after.
+/// Every wait is bounded: a run that stalls ends with an error instead of hanging.
+pub fn ping_pong(p: &PingPong) -> Result<PingPongReport, ParamError> {
+    p.validate()?;
+    let mut rows = Vec::new();
+    for mech in MECHANISMS.iter().filter(|m| p.mechanisms.iter().any(|x| x == *m)) {
+        for (placement, pins) in p.placements() {
+            let limit = Duration::from_secs(10).max(Duration::from_micros(p.round_trips as u64 * 1000));
+            let stalled = |_| {
+                ParamError::new(
+                    "round_trips",
+                    format!("a count this machine completes within {} s", limit.as_secs()),
+                    p.round_trips,
+                )
+            };
+            exchange(mech, p.round_trips.min(1000), pins, limit).map_err(stalled)?;
+            let mut per_sample = Vec::new();
+            let mut latencies = Vec::with_capacity(p.round_trips * p.samples);
+            let mut switches = Switches::default();
+            for _ in 0..p.samples {
+                let s = exchange(mech, p.round_trips, pins, limit).map_err(stalled)?;
+                per_sample.push(s.total.as_secs_f64() * 1e6 / p.round_trips as f64);
+                latencies.extend(s.latencies_us);
+                switches = switches + s.switches;
+            }
+            let n = (p.round_trips * p.samples) as f64;
+            rows.push(PingPongRow {
+                mechanism: mech.to_string(),
+                placement: placement.to_string(),
+                round_trip_us: Stats::from_samples(&per_sample).expect("at least one sample"),
+                voluntary_per_round_trip: switches.voluntary as f64 / n,
+                involuntary_per_round_trip: switches.involuntary as f64 / n,
+                latencies_us: latencies,
+            });
+        }
+    }
+    Ok(PingPongReport { params: p.clone(), rows })
+}
+
+struct Exchange {
+    total: Duration,
+    latencies_us: Vec<f64>,
+    switches: Switches,
+}
+
+/// Runs `n` round trips between two fresh threads; `Err` if `limit` passes first.
+fn exchange(mech: &str, n: usize, pins: Option<(usize, usize)>, limit: Duration) -> Result<Exchange, ()> {
+    let deadline = Instant::now() + limit;
+    let pin = |cpu: Option<usize>| {
+        if let Some(c) = cpu {
+            pin_current_thread(c);
+        }
+    };
+    let (pa, pb) = (pins.map(|p| p.0), pins.map(|p| p.1));
+    let turn_cell = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        if mech == "park" {
+            let turn = &turn_cell;
+            let (tx, rx) = mpsc::channel::<Thread>();
+            let b = s.spawn(move || {
+                pin(pb);
+                let a = rx.recv_timeout(limit).map_err(|_| ())?;
+                let before = Switches::this_thread();
+                for i in 0..n as u64 {
+                    wait_for(&turn, 2 * i + 1, deadline)?;
+                    turn.store(2 * i + 2, Ordering::Release);
+                    a.unpark();
+                }
+                Ok::<Switches, ()>(Switches::this_thread().since(before))
+            });
+            let b_thread = b.thread().clone();
+            let b_for_a = b_thread.clone();
+            let a = s.spawn(move || {
+                pin(pa);
+                tx.send(std::thread::current()).map_err(|_| ())?;
+                let mut lat = Vec::with_capacity(n);
+                let before = Switches::this_thread();
+                let t0 = Instant::now();
+                for i in 0..n as u64 {
+                    let t = Instant::now();
+                    turn.store(2 * i + 1, Ordering::Release);
+                    b_for_a.unpark();
+                    wait_for(&turn, 2 * i + 2, deadline)?;
+                    lat.push(t.elapsed().as_secs_f64() * 1e6);
+                }
+                Ok::<_, ()>((t0.elapsed(), lat, Switches::this_thread().since(before)))
+            });
+            let ra = a.join().map_err(|_| ())?;
+            if ra.is_err() {
+                // Let B see a turn it is waiting for never comes: it times out by itself.
+                b_thread.unpark();
+            }
+            let sb = b.join().map_err(|_| ())??;
+            let (total, latencies_us, sa) = ra?;
+            Ok(Exchange { total, latencies_us, switches: sa + sb })
+        } else {
+            let (to_b, from_a) = mpsc::sync_channel::<u64>(0);
+            let (to_a, from_b) = mpsc::sync_channel::<u64>(0);
+            let b = s.spawn(move || {
+                pin(pb);
+                let before = Switches::this_thread();
+                for _ in 0..n {
+                    let v = from_a.recv_timeout(deadline.saturating_duration_since(Instant::now())).map_err(|_| ())?;
+                    to_a.send(v + 1).map_err(|_| ())?;
+                }
+                Ok::<Switches, ()>(Switches::this_thread().since(before))
+            });
+            let a = s.spawn(move || {
+                pin(pa);
+                let mut lat = Vec::with_capacity(n);
+                let before = Switches::this_thread();
+                let t0 = Instant::now();
+                for i in 0..n as u64 {
+                    let t = Instant::now();
+                    to_b.send(i).map_err(|_| ())?;
+                    from_b.recv_timeout(deadline.saturating_duration_since(Instant::now())).map_err(|_| ())?;
+                    lat.push(t.elapsed().as_secs_f64() * 1e6);
+                }
+                Ok::<_, ()>((t0.elapsed(), lat, Switches::this_thread().since(before)))
+            });
+            // Dropping A's channel ends (when A returns) unblocks B; B's timeout ends it otherwise.
+            let ra = a.join().map_err(|_| ())?;
+            let sb = b.join().map_err(|_| ())??;
+            let (total, latencies_us, sa) = ra?;
+            Ok(Exchange { total, latencies_us, switches: sa + sb })
+        }
+    })
+}
+
+/// Parks until `turn` reaches `want`; `Err` past `deadline`.
+fn wait_for(turn: &AtomicU64, want: u64, deadline: Instant) -> Result<(), ()> {
+    while turn.load(Ordering::Acquire) != want {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(());
+        }
+        std::thread::park_timeout(deadline - now);
+    }
+    Ok(())
+}
+
+impl PingPongReport {
+    /// Median round trip in µs for a mechanism and placement.
+    pub fn median(&self, mechanism: &str, placement: &str) -> Option<f64> {
+        self.rows.iter().find(|r| r.mechanism == mechanism && r.placement == placement).map(|r| r.round_trip_us.median)
+    }
+}
+
+impl Report for PingPongReport {
+    fn figures(&self) -> Vec<Figure> {
+        let mut bars = Figure::bars(
+            "What a round trip between two threads costs",
+            "placement of the two threads",
+            "µs per round trip (median, p25–p75)",
+        );
+        for r in &self.rows {
+            let s = &r.round_trip_us;
+            bars = bars.bar(&r.placement, &r.mechanism, s.median, Some((s.p25, s.p75)));
+        }
+        let mech = &self.rows.first().map(|r| r.mechanism.clone()).unwrap_or_default();
+        let mut hist =
+            Figure::histogram(&format!("Latency of single round trips ({mech})"), "round trip (µs)", 40).log_x();
+        for r in self.rows.iter().filter(|r| &r.mechanism == mech) {
+            hist = hist.samples(&r.placement, r.latencies_us.clone());
+        }
+        hist = hist.legend(crate::lab::Legend::UpperRight);
+        vec![bars.legend(crate::lab::Legend::UpperLeft), hist]
+    }
+
+    fn table(&self) -> Table {
+        let mut t = Table::new(
+            "Ping-pong round trips",
+            &["mechanism", "placement", "median µs", "p25–p75 µs", "voluntary switches / trip", "involuntary / trip"],
+        );
+        for r in &self.rows {
+            t.row(vec![
+                r.mechanism.clone(),
+                r.placement.clone(),
+                fmt_num(r.round_trip_us.median),
+                format!("{}–{}", fmt_num(r.round_trip_us.p25), fmt_num(r.round_trip_us.p75)),
+                fmt_num(r.voluntary_per_round_trip),
+                fmt_num(r.involuntary_per_round_trip),
+            ]);
+        }
+        t.note(format!(
+            "{} round trips per sample, {} samples; switches counted for both threads over all samples.",
+            self.params.round_trips, self.params.samples
+        ));
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_parameters() {
+        for p in [
+            PingPong { round_trips: 10, ..Default::default() },
+            PingPong { samples: 0, ..Default::default() },
+            PingPong { mechanisms: vec!["smoke".into()], ..Default::default() },
+            PingPong { mechanisms: vec![], ..Default::default() },
+            PingPong { cpu_a: 9999, ..Default::default() },
+        ] {
+            assert!(ping_pong(&p).is_err(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn both_mechanisms_switch_contexts_on_one_cpu() {
+        let p = PingPong { round_trips: 300, samples: 2, ..Default::default() };
+        let r = ping_pong(&p).unwrap();
+        assert_eq!(r.rows.len(), 2 * p.placements().len());
+        for row in &r.rows {
+            assert_eq!(row.latencies_us.len(), 600);
+            assert!(row.round_trip_us.median > 0.0);
+        }
+        // Pinned to one CPU, a thread must block for the other to run: at least one
+        // voluntary switch per round trip (really about two: one per thread).
+        for m in MECHANISMS {
+            let row = r.rows.iter().find(|x| x.mechanism == m && x.placement == "same CPU").unwrap();
+            assert!(row.voluntary_per_round_trip >= 1.0, "{m}: {}", row.voluntary_per_round_trip);
+        }
+        assert_eq!(r.figures().len(), 2);
+    }
+}

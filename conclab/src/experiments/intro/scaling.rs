@@ -1,0 +1,265 @@
+//! Cores and true parallelism: a fixed CPU-bound job split over more and more threads,
+//! with Amdahl's law and the Universal Scalability Law fitted to the speedup.
+
+use crate::lab::fit::{Usl, amdahl, fit_amdahl, fit_usl, karp_flatt};
+use crate::lab::work::{busy, iters_per_ms};
+use crate::lab::{
+    Figure, ParamError, Point, Report, Sampling, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
+};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Parameters of [`scaling`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Scaling {
+    /// Thread counts to measure: each 1..=1024, at most 24 of them; 1 must be among them
+    /// (speedup is relative to it).
+    pub threads: Vec<usize>,
+    /// Single-thread CPU time of the whole job, in milliseconds: 1..=5000.
+    pub work_ms: u64,
+    /// Timed samples per point (after one warm-up): 1..=51.
+    pub samples: usize,
+    /// Also run the job on a rayon thread pool of each size (built and dropped per point).
+    pub rayon: bool,
+}
+
+impl Default for Scaling {
+    fn default() -> Self {
+        Scaling { threads: default_threads(cores()), work_ms: 100, samples: 5, rayon: true }
+    }
+}
+
+/// 1 … 2 × cores: every count up to 8, then powers of two and the core count.
+pub fn default_threads(cores: usize) -> Vec<usize> {
+    let top = 2 * cores;
+    let mut v: Vec<usize> = (1..=top.min(8)).collect();
+    let mut p = 16;
+    while p <= top {
+        v.push(p);
+        p *= 2;
+    }
+    for extra in [cores, cores + cores / 2, top] {
+        if extra > 8 && !v.contains(&extra) {
+            v.push(extra);
+        }
+    }
+    v.sort_unstable();
+    v
+}
+
+impl Scaling {
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_list("threads", &self.threads, 24, 1..=1024)?;
+        if !self.threads.contains(&1) {
+            return Err(ParamError::new("threads", "a list that includes 1 (the baseline)", &self.threads));
+        }
+        check_range("work_ms", self.work_ms, 1..=5000)?;
+        check_range("samples", self.samples, 1..=51)
+    }
+}
+
+/// Wall time of the job at one thread count.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScalingRow {
+    pub method: String,
+    pub threads: usize,
+    /// Wall time in milliseconds over the samples.
+    pub millis: Stats,
+    /// Median single-thread time divided by median time here.
+    pub speedup: f64,
+}
+
+/// Result of [`scaling`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScalingReport {
+    pub params: Scaling,
+    pub cores: usize,
+    pub rows: Vec<ScalingRow>,
+    /// Amdahl parallel fraction fitted to the std::thread speedups at ≤ cores threads.
+    pub amdahl_p: Option<f64>,
+    /// USL fitted to all std::thread speedups.
+    pub usl: Option<Usl>,
+}
+
+pub const THREADS: &str = "std::thread (scoped)";
+pub const RAYON: &str = "rayon pool";
+
+/// Splits a fixed job of `work_ms` single-thread milliseconds into equal parts over each
+/// thread count, measures wall time (median of `samples`), and fits Amdahl's law (to
+/// the counts up to the number of cores) and the USL (to all counts) to the speedups.
+pub fn scaling(p: &Scaling) -> Result<ScalingReport, ParamError> {
+    p.validate()?;
+    let total = p.work_ms * iters_per_ms();
+    let sampling = Sampling { warmup: 1, samples: p.samples };
+    let mut rows = Vec::new();
+    let mut methods = vec![THREADS];
+    if p.rayon {
+        methods.push(RAYON);
+    }
+    for method in methods {
+        let mut base = None;
+        for &t in &p.threads {
+            let stats = if method == THREADS {
+                sampling.time(|| {
+                    split_over_threads(total, t);
+                })
+            } else {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(t)
+                    .build()
+                    .map_err(|e| ParamError::new("threads", format!("counts the OS can start ({e})"), t))?;
+                let s = sampling.time(|| {
+                    pool.install(|| split_with_rayon(total, t));
+                });
+                drop(pool); // its threads exit; nothing outlives the call
+                s
+            }
+            .scaled(1e3);
+            if t == 1 {
+                base = Some(stats.median);
+            }
+            rows.push(ScalingRow { method: method.into(), threads: t, millis: stats, speedup: 0.0 });
+        }
+        let base = base.expect("validated: 1 is among the counts");
+        for r in rows.iter_mut().filter(|r| r.method == method) {
+            r.speedup = base / r.millis.median;
+        }
+    }
+    let n = cores();
+    let pts: Vec<(f64, f64)> =
+        rows.iter().filter(|r| r.method == THREADS).map(|r| (r.threads as f64, r.speedup)).collect();
+    let upto_cores: Vec<(f64, f64)> = pts.iter().copied().filter(|(t, _)| *t <= n as f64).collect();
+    Ok(ScalingReport { params: p.clone(), cores: n, amdahl_p: fit_amdahl(&upto_cores), usl: fit_usl(&pts), rows })
+}
+
+fn split_over_threads(total: u64, t: usize) -> u64 {
+    let part = total / t as u64;
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..t).map(|i| s.spawn(move || busy(part, i as u64))).collect();
+        hs.into_iter().map(|h| h.join().unwrap_or(0)).fold(0, |a, b| a ^ b)
+    })
+}
+
+fn split_with_rayon(total: u64, t: usize) -> u64 {
+    // A few pieces per thread, so work stealing can even out uneven progress.
+    let pieces = (t * 4) as u64;
+    let part = total / pieces;
+    (0..pieces).into_par_iter().map(|i| busy(part, i)).reduce(|| 0, |a, b| a ^ b)
+}
+
+impl ScalingReport {
+    pub fn speedup(&self, method: &str, threads: usize) -> Option<f64> {
+        self.rows.iter().find(|r| r.method == method && r.threads == threads).map(|r| r.speedup)
+    }
+}
+
+impl Report for ScalingReport {
+    fn figures(&self) -> Vec<Figure> {
+        let max_t = self.params.threads.iter().copied().max().unwrap_or(1) as f64;
+        let mut f = Figure::lines(
+            &format!("Speedup stops at the core count ({} CPUs here)", self.cores),
+            "threads",
+            "speedup over 1 thread (×)",
+        );
+        for method in [THREADS, RAYON] {
+            let pts: Vec<Point> = self
+                .rows
+                .iter()
+                .filter(|r| r.method == method)
+                .map(|r| {
+                    let m = r.millis.median;
+                    // spread of speedup from the quartiles of the time
+                    Point::spread(
+                        r.threads as f64,
+                        r.speedup,
+                        r.speedup * m / r.millis.p75,
+                        r.speedup * m / r.millis.p25,
+                    )
+                })
+                .collect();
+            if !pts.is_empty() {
+                f = f.series(Series::new(method, Style::Measured, pts));
+            }
+        }
+        let curve = |g: &dyn Fn(f64) -> f64| -> Vec<Point> {
+            (0..=60).map(|i| 1.0 + (max_t - 1.0) * i as f64 / 60.0).map(|x| Point::new(x, g(x))).collect()
+        };
+        let n = self.cores as f64;
+        f = f.series(Series::new("ideal (linear up to the cores)", Style::Ideal, curve(&|x| x.min(n))));
+        if let Some(p) = self.amdahl_p {
+            f = f.series(Series::new(format!("Amdahl fit, p = {p:.3}"), Style::Fit, curve(&|x| amdahl(p, x))));
+        }
+        if let Some(u) = self.usl {
+            f = f.series(Series::new(
+                format!("USL fit, σ = {:.3}, κ = {:.4}", u.sigma, u.kappa),
+                Style::Fit,
+                curve(&|x| u.speedup(x)),
+            ));
+        }
+        vec![f.legend(crate::lab::Legend::LowerRight)]
+    }
+
+    fn table(&self) -> Table {
+        let mut t = Table::new(
+            "Scaling a fixed CPU-bound job",
+            &["method", "threads", "median ms", "p25–p75 ms", "speedup", "Karp–Flatt e"],
+        );
+        for r in &self.rows {
+            t.row(vec![
+                r.method.clone(),
+                r.threads.to_string(),
+                fmt_num(r.millis.median),
+                format!("{}–{}", fmt_num(r.millis.p25), fmt_num(r.millis.p75)),
+                format!("{}×", fmt_num(r.speedup)),
+                karp_flatt(r.threads as f64, r.speedup).map_or("–".into(), |e| format!("{e:.3}")),
+            ]);
+        }
+        if let Some(p) = self.amdahl_p {
+            t.note(format!(
+                "Amdahl fit (threads ≤ {} cores): parallel fraction p = {p:.3}, serial fraction {:.3}; limit {}×.",
+                self.cores,
+                1.0 - p,
+                if p < 1.0 { fmt_num(1.0 / (1.0 - p)) } else { "∞".into() }
+            ));
+        }
+        if let Some(u) = self.usl {
+            t.note(format!(
+                "USL fit (all points): σ = {:.4} (contention), κ = {:.5} (coherency); modelled peak at {} threads.",
+                u.sigma,
+                u.kappa,
+                if u.peak().is_finite() { fmt_num(u.peak()) } else { "∞".into() }
+            ));
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_counts_cover_twice_the_cores() {
+        assert_eq!(default_threads(2), vec![1, 2, 3, 4]);
+        assert_eq!(default_threads(16), vec![1, 2, 3, 4, 5, 6, 7, 8, 16, 24, 32]);
+    }
+
+    #[test]
+    fn refuses_bad_parameters() {
+        assert!(scaling(&Scaling { threads: vec![0, 1], ..Default::default() }).is_err());
+        assert!(scaling(&Scaling { threads: vec![2, 4], ..Default::default() }).is_err());
+        assert!(scaling(&Scaling { work_ms: 1_000_000_000, ..Default::default() }).is_err());
+        assert!(scaling(&Scaling { samples: 0, ..Default::default() }).is_err());
+    }
+
+    #[test]
+    fn one_thread_is_the_baseline_and_fits_exist() {
+        let r = scaling(&Scaling { threads: vec![1, 2], work_ms: 20, samples: 2, rayon: true }).unwrap();
+        assert_eq!(r.rows.len(), 4);
+        assert_eq!(r.speedup(THREADS, 1), Some(1.0));
+        assert_eq!(r.speedup(RAYON, 1), Some(1.0));
+        assert!(r.usl.is_some());
+        assert!(r.figure().to_svg().contains("<svg"));
+    }
+}

@@ -1,0 +1,180 @@
+//! Separate stacks, one heap: where each thread's locals live, and what `Builder::stack_size` changes.
+
+use crate::lab::{Figure, ParamError, Report, Stats, Table, check_range, fmt_num};
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::time::Duration;
+
+/// Parameters of [`stacks`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Stacks {
+    /// Threads alive at the same time in each run: 2..=32.
+    pub threads: usize,
+    /// Stack size for the second run, via `std::thread::Builder::stack_size`, in KiB: 64..=65536.
+    pub stack_kib: usize,
+}
+
+impl Default for Stacks {
+    fn default() -> Self {
+        Stacks { threads: 6, stack_kib: 256 }
+    }
+}
+
+/// What one thread saw.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StackView {
+    pub thread: usize,
+    /// Address of a local variable (on this thread's stack).
+    pub local: usize,
+    /// Address of the shared heap allocation (the same for every thread).
+    pub heap: usize,
+}
+
+/// One run: threads started with the same stack size.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StackRun {
+    pub label: String,
+    /// The requested stack size in KiB (`None`: the default, 2 MiB unless `RUST_MIN_STACK` says otherwise).
+    pub stack_kib: Option<usize>,
+    pub views: Vec<StackView>,
+}
+
+impl StackRun {
+    /// Distances in KiB between neighbouring stacks (addresses sorted).
+    pub fn spacings_kib(&self) -> Vec<f64> {
+        let mut a: Vec<usize> = self.views.iter().map(|v| v.local).collect();
+        a.sort_unstable();
+        a.windows(2).map(|w| (w[1] - w[0]) as f64 / 1024.0).collect()
+    }
+
+    pub fn spacing(&self) -> Option<Stats> {
+        Stats::from_samples(&self.spacings_kib())
+    }
+}
+
+/// Result of [`stacks`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StacksReport {
+    pub params: Stacks,
+    pub runs: Vec<StackRun>,
+}
+
+/// Starts `threads` threads twice — with the default stack size, then with `stack_kib` —
+/// keeps each batch alive together, and records where a local of each lives and where
+/// the one shared heap allocation is. Neighbouring stacks sit about one stack size (plus
+/// a guard page) apart; the heap address is the same for all.
+pub fn stacks(p: &Stacks) -> Result<StacksReport, ParamError> {
+    check_range("threads", p.threads, 2..=32)?;
+    check_range("stack_kib", p.stack_kib, 64..=65536)?;
+    let heap = Arc::new(vec![0u8; 4096]);
+    let mut runs = Vec::new();
+    for size in [None, Some(p.stack_kib)] {
+        let views = batch(p.threads, size, &heap)
+            .map_err(|e| ParamError::new("stack_kib", format!("a stack size the OS grants ({e})"), p.stack_kib))?;
+        let label = match size {
+            None => "default stack (2 MiB)".to_string(),
+            Some(k) => format!("stack_size({k} KiB)"),
+        };
+        runs.push(StackRun { label, stack_kib: size, views });
+    }
+    Ok(StacksReport { params: p.clone(), runs })
+}
+
+fn batch(n: usize, kib: Option<usize>, heap: &Arc<Vec<u8>>) -> std::io::Result<Vec<StackView>> {
+    // Each thread reports, then waits at a gate until every thread has reported, so all
+    // stacks exist at once and none is reused. The wait is bounded, and the gate opens
+    // on every path, so no thread is left behind even if a spawn fails.
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let (tx, rx) = mpsc::channel();
+    let mut handles = Vec::new();
+    let mut error = None;
+    for i in 0..n {
+        let mut b = std::thread::Builder::new().name(format!("stack-{i}"));
+        if let Some(k) = kib {
+            b = b.stack_size(k * 1024);
+        }
+        let (gate, heap, tx) = (gate.clone(), heap.clone(), tx.clone());
+        let spawned = b.spawn(move || {
+            let local = i as u64;
+            let at = std::hint::black_box(&local) as *const u64 as usize;
+            let _ = tx.send(StackView { thread: i, local: at, heap: heap.as_ptr() as usize });
+            let (open, cv) = &*gate;
+            let guard = open.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = cv.wait_timeout_while(guard, Duration::from_secs(10), |open| !*open);
+            std::hint::black_box(&local);
+        });
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    let views: Vec<StackView> =
+        (0..handles.len()).filter_map(|_| rx.recv_timeout(Duration::from_secs(10)).ok()).collect();
+    *gate.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    gate.1.notify_all();
+    for h in handles {
+        let _ = h.join();
+    }
+    match error {
+        Some(e) => Err(e),
+        None => Ok(views),
+    }
+}
+
+impl Report for StacksReport {
+    fn figures(&self) -> Vec<Figure> {
+        let mut f = Figure::bars(
+            "Each thread gets its own stack; they sit one stack size apart",
+            "",
+            "distance between neighbouring stacks (KiB)",
+        );
+        for r in &self.runs {
+            if let Some(s) = r.spacing() {
+                f = f.bar(&r.label, "measured", s.median, Some((s.min, s.max)));
+            }
+            if let Some(k) = r.stack_kib.or(Some(2048)) {
+                f = f.bar(&r.label, "requested size", k as f64, None);
+            }
+        }
+        vec![f.log_y().note("Error bars span the smallest to the largest distance.")]
+    }
+
+    fn table(&self) -> Table {
+        let mut t = Table::new("Stack locals vs the shared heap", &["run", "thread", "stack local", "shared heap"]);
+        for r in &self.runs {
+            let mut v = r.views.clone();
+            v.sort_by_key(|v| std::cmp::Reverse(v.local));
+            for x in v {
+                t.row(vec![r.label.clone(), x.thread.to_string(), format!("{:#x}", x.local), format!("{:#x}", x.heap)]);
+            }
+            if let Some(s) = r.spacing() {
+                t.note(format!("{}: neighbouring stacks {} KiB apart (median).", r.label, fmt_num(s.median)));
+            }
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stacks_are_distinct_and_heap_is_shared() {
+        assert!(stacks(&Stacks { threads: 1, ..Default::default() }).is_err());
+        assert!(stacks(&Stacks { stack_kib: 1, ..Default::default() }).is_err());
+        let r = stacks(&Stacks { threads: 4, stack_kib: 512 }).unwrap();
+        for run in &r.runs {
+            let heaps: Vec<usize> = run.views.iter().map(|v| v.heap).collect();
+            assert!(heaps.iter().all(|h| *h == heaps[0]));
+            // Distinct stacks at least the requested size apart (glibc may place them
+            // further apart, never closer).
+            let min = run.spacings_kib().into_iter().fold(f64::INFINITY, f64::min);
+            assert!(min >= run.stack_kib.unwrap_or(64) as f64 * 0.99, "{}: {min} KiB", run.label);
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! Concurrency vs parallelism: the same CPU-bound tasks interleaved on one CPU, then
+//! spread over all CPUs, traced as a timeline of who ran where and when.
+
+use crate::lab::os::current_cpu;
+use crate::lab::work::{busy, iters_per_ms};
+use crate::lab::{Figure, ParamError, Report, Table, check_cpu, check_range, fmt_num, pin_current_thread, usable_cpus};
+use serde::{Deserialize, Serialize};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+/// Parameters of [`timeline`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timeline {
+    /// CPU-bound tasks, one OS thread each: 1..=16.
+    pub tasks: usize,
+    /// CPU time each task needs, in milliseconds: 1..=500.
+    pub work_ms: u64,
+    /// The CPU all tasks are pinned to in the one-CPU run.
+    pub cpu: usize,
+}
+
+impl Default for Timeline {
+    fn default() -> Self {
+        Timeline { tasks: 4, work_ms: 40, cpu: usable_cpus()[0] }
+    }
+}
+
+impl Timeline {
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_range("tasks", self.tasks, 1..=16)?;
+        check_range("work_ms", self.work_ms, 1..=500)?;
+        check_cpu("cpu", self.cpu)
+    }
+}
+
+/// A stretch of time during which one task ran without a break on one CPU.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Slice {
+    pub task: usize,
+    pub cpu: i64,
+    /// Milliseconds since the run started.
+    pub start_ms: f64,
+    pub end_ms: f64,
+}
+
+/// One run of all tasks.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Run {
+    /// "1 CPU" or "all CPUs".
+    pub mode: String,
+    /// From the first task starting to the last finishing.
+    pub wall_ms: f64,
+    pub slices: Vec<Slice>,
+}
+
+impl Run {
+    /// Distinct CPUs that ran any task.
+    pub fn cpus_used(&self) -> usize {
+        let mut c: Vec<i64> = self.slices.iter().map(|s| s.cpu).collect();
+        c.sort_unstable();
+        c.dedup();
+        c.len()
+    }
+
+    /// Times a task continued on a different CPU than its previous slice.
+    pub fn migrations(&self) -> usize {
+        let tasks = self.slices.iter().map(|s| s.task).max().map_or(0, |m| m + 1);
+        (0..tasks)
+            .map(|t| {
+                let cpus: Vec<i64> = self.slices.iter().filter(|s| s.task == t).map(|s| s.cpu).collect();
+                cpus.windows(2).filter(|w| w[0] != w[1]).count()
+            })
+            .sum()
+    }
+
+    /// Median length of a slice, in ms.
+    pub fn median_slice_ms(&self) -> f64 {
+        let v: Vec<f64> = self.slices.iter().map(|s| s.end_ms - s.start_ms).collect();
+        crate::lab::Stats::from_samples(&v).map_or(0.0, |s| s.median)
+    }
+}
+
+/// Result of [`timeline`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineReport {
+    pub params: Timeline,
+    pub one_cpu: Run,
+    pub all_cpus: Run,
+}
+
+impl TimelineReport {
+    /// Wall time on one CPU divided by wall time on all CPUs.
+    pub fn speedup(&self) -> f64 {
+        self.one_cpu.wall_ms / self.all_cpus.wall_ms
+    }
+}
+
+/// Runs `tasks` CPU-bound tasks of `work_ms` each twice: all pinned to one CPU (the OS
+/// interleaves them: concurrency) and unpinned (the OS spreads them: parallelism).
+/// Every task records when it ran and on which CPU, by checking the clock and
+/// `sched_getcpu` every ~50 µs of work; a gap between checks means it was switched out.
+pub fn timeline(p: &Timeline) -> Result<TimelineReport, ParamError> {
+    p.validate()?;
+    let per_ms = iters_per_ms();
+    let one_cpu = run(p.tasks, p.work_ms * per_ms, per_ms, Some(p.cpu), "1 CPU");
+    let all_cpus = run(p.tasks, p.work_ms * per_ms, per_ms, None, "all CPUs");
+    Ok(TimelineReport { params: p.clone(), one_cpu, all_cpus })
+}
+
+fn run(tasks: usize, iters: u64, per_ms: u64, pin: Option<usize>, mode: &str) -> Run {
+    let barrier = Barrier::new(tasks + 1);
+    let chunk = (per_ms / 20).max(1); // about 50 µs of work between checks
+    let nominal = Duration::from_micros(50);
+    let (epoch, mut slices) = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..tasks)
+            .map(|task| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    if let Some(cpu) = pin {
+                        pin_current_thread(cpu);
+                    }
+                    barrier.wait();
+                    trace(task, iters, chunk, nominal)
+                })
+            })
+            .collect();
+        let epoch = Instant::now();
+        barrier.wait();
+        let slices: Vec<(usize, i64, Instant, Instant)> =
+            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect();
+        (epoch, slices)
+    });
+    slices.sort_by_key(|s| s.2);
+    let start = slices.iter().map(|s| s.2).min().unwrap_or(epoch);
+    let end = slices.iter().map(|s| s.3).max().unwrap_or(epoch);
+    let ms = |t: Instant| t.saturating_duration_since(start).as_secs_f64() * 1e3;
+    Run {
+        mode: mode.into(),
+        wall_ms: ms(end),
+        slices: slices
+            .into_iter()
+            .map(|(task, cpu, a, b)| Slice { task, cpu, start_ms: ms(a), end_ms: ms(b) })
+            .collect(),
+    }
+}
+
+/// Does `iters` of work in chunks and returns the stretches it ran uninterrupted.
+fn trace(task: usize, iters: u64, chunk: u64, nominal: Duration) -> Vec<(usize, i64, Instant, Instant)> {
+    let mut out = Vec::new();
+    let mut cpu = current_cpu();
+    let mut slice_start = Instant::now();
+    let mut last = slice_start;
+    let mut done = 0;
+    while done < iters {
+        let n = chunk.min(iters - done);
+        busy(n, done);
+        done += n;
+        let now = Instant::now();
+        let here = current_cpu();
+        let descheduled = now - last > nominal * 4;
+        if descheduled || here != cpu {
+            // The task stopped running somewhere in (last, now): close the slice at
+            // `last` and open a new one for the chunk that just ran.
+            out.push((task, cpu, slice_start, last));
+            slice_start = if descheduled { now - nominal.min(now - last) } else { last };
+            cpu = here;
+        }
+        last = now;
+    }
+    out.push((task, cpu, slice_start, last));
+    out.retain(|s| s.3 > s.2);
+    out
+}
+
+impl Report for TimelineReport {
+    fn figures(&self) -> Vec<Figure> {
+        let mut f = Figure::timeline(
+            &format!(
+                "{} tasks on 1 CPU take turns; on all CPUs they run at once ({}× faster)",
+                self.params.tasks,
+                fmt_num(self.speedup())
+            ),
+            "time since the run started (ms)",
+            "",
+        );
+        for run in [&self.one_cpu, &self.all_cpus] {
+            for task in 0..self.params.tasks {
+                let lane = format!("{}: task {task}", run.mode);
+                for s in run.slices.iter().filter(|s| s.task == task) {
+                    f = f.span(&lane, &format!("CPU {}", s.cpu), s.start_ms, s.end_ms);
+                }
+            }
+        }
+        f = f.size(760, 160 + 26 * 2 * self.params.tasks as u32);
+        vec![f.note(format!(
+            "Wall time: {} ms on 1 CPU, {} ms on all CPUs.",
+            fmt_num(self.one_cpu.wall_ms),
+            fmt_num(self.all_cpus.wall_ms)
+        ))]
+    }
+
+    fn table(&self) -> Table {
+        let mut t = Table::new(
+            "Concurrency (1 CPU) vs parallelism (all CPUs)",
+            &["run", "wall time (ms)", "CPUs used", "slices", "median slice (ms)", "migrations"],
+        );
+        for r in [&self.one_cpu, &self.all_cpus] {
+            t.row(vec![
+                r.mode.clone(),
+                fmt_num(r.wall_ms),
+                r.cpus_used().to_string(),
+                r.slices.len().to_string(),
+                fmt_num(r.median_slice_ms()),
+                r.migrations().to_string(),
+            ]);
+        }
+        t.note(format!(
+            "{} tasks × {} ms of CPU work each; speedup from 1 CPU to all: {}×.",
+            self.params.tasks,
+            self.params.work_ms,
+            fmt_num(self.speedup())
+        ));
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_parameters() {
+        assert!(timeline(&Timeline { tasks: 0, ..Default::default() }).is_err());
+        assert!(timeline(&Timeline { work_ms: 10_000, ..Default::default() }).is_err());
+        assert!(timeline(&Timeline { cpu: 100_000, ..Default::default() }).is_err());
+    }
+
+    #[test]
+    fn pinned_run_uses_one_cpu_and_slices_do_not_overlap() {
+        let r = timeline(&Timeline { tasks: 3, work_ms: 15, ..Default::default() }).unwrap();
+        assert_eq!(r.one_cpu.cpus_used(), 1);
+        // On one CPU at most one task runs at a time: slices of different tasks may only
+        // touch at their ends (allow 0.2 ms for the clock reads around a switch).
+        let s = &r.one_cpu.slices;
+        for w in s.windows(2) {
+            assert!(w[1].start_ms >= w[0].end_ms - 0.2 || w[0].task == w[1].task, "{:?}", w);
+        }
+        // Every task ran, and for about its CPU time in total.
+        for task in 0..3 {
+            let busy: f64 = s.iter().filter(|x| x.task == task).map(|x| x.end_ms - x.start_ms).sum();
+            assert!(busy > 5.0, "task {task} ran {busy} ms");
+        }
+        assert!(r.one_cpu.wall_ms >= 3.0 * 15.0 * 0.7, "{}", r.one_cpu.wall_ms);
+        assert_eq!(r.figures().len(), 1);
+        assert_eq!(r.table().rows.len(), 2);
+    }
+}

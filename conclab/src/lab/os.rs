@@ -1,0 +1,83 @@
+//! Small views of the operating system that experiments report: thread ids, the CPU a
+//! thread runs on, and context-switch counters.
+
+use serde::Serialize;
+
+/// The kernel's id of the calling thread (Linux `gettid`).
+pub fn tid() -> i64 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() as i64 }
+}
+
+/// The process id.
+pub fn pid() -> i64 {
+    std::process::id() as i64
+}
+
+/// The logical CPU the calling thread is running on right now (`sched_getcpu`; -1 if
+/// unknown). It can change at any moment unless the thread is pinned.
+pub fn current_cpu() -> i64 {
+    // SAFETY: sched_getcpu has no preconditions.
+    unsafe { libc::sched_getcpu() as i64 }
+}
+
+/// Context switches of one thread (or a process): voluntary ones happen when it blocks
+/// (waits on a futex, sleeps, does I/O); involuntary ones when the scheduler preempts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Switches {
+    pub voluntary: u64,
+    pub involuntary: u64,
+}
+
+impl Switches {
+    /// Counters of the calling thread (`getrusage(RUSAGE_THREAD)`).
+    pub fn this_thread() -> Switches {
+        // SAFETY: an all-zero rusage is a valid value; getrusage only writes into it.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: ru is a valid, writable rusage.
+        let ok = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } == 0;
+        if !ok {
+            return Switches::default();
+        }
+        Switches { voluntary: ru.ru_nvcsw as u64, involuntary: ru.ru_nivcsw as u64 }
+    }
+
+    /// Change since `earlier`.
+    pub fn since(&self, earlier: Switches) -> Switches {
+        Switches {
+            voluntary: self.voluntary.saturating_sub(earlier.voluntary),
+            involuntary: self.involuntary.saturating_sub(earlier.involuntary),
+        }
+    }
+}
+
+impl std::ops::Add for Switches {
+    type Output = Switches;
+    fn add(self, o: Switches) -> Switches {
+        Switches { voluntary: self.voluntary + o.voluntary, involuntary: self.involuntary + o.involuntary }
+    }
+}
+
+/// A field of `/proc/self/status` (e.g. `Threads`, `VmRSS`), as text.
+pub fn proc_status(field: &str) -> Option<String> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':').map(|v| v.trim().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_counters_are_plausible() {
+        assert_eq!(pid(), std::process::id() as i64);
+        let other = std::thread::spawn(tid).join().unwrap();
+        assert_ne!(other, tid());
+        assert!(current_cpu() >= 0);
+        let before = Switches::this_thread();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let d = Switches::this_thread().since(before);
+        assert!(d.voluntary >= 1, "sleeping blocks the thread: {d:?}");
+        assert!(proc_status("Threads").is_some());
+    }
+}
