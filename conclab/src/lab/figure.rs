@@ -188,7 +188,7 @@ impl Figure {
 
     /// An empty timeline (Gantt chart): one lane per thread or worker.
     pub fn timeline(title: &str, x_label: &str, lane_label: &str) -> Figure {
-        Figure::new(title, x_label, lane_label, Plot::Timeline(Vec::new()))
+        Figure::new(title, x_label, lane_label, Plot::Timeline(Vec::new())).legend(Legend::LowerRight)
     }
 
     /// Adds a line series (line charts only; ignored elsewhere).
@@ -447,16 +447,23 @@ impl Figure {
             }
             Plot::Bars(bars) => {
                 let names = unique(bars.iter().map(|b| b.series.clone()));
-                let n = names.len().max(1) as f64;
                 let base = if self.y_scale == Scale::Log { y0 } else { 0.0f64.max(y0) };
+                // Within each group, the bars present share the group's width, so a group
+                // with one bar is not left half empty.
+                let slot = |b: &Bar| {
+                    let present = unique(bars.iter().filter(|o| o.group == b.group).map(|o| o.series.clone()));
+                    let k = present.iter().position(|x| x == &b.series).unwrap_or(0) as f64;
+                    let w = 0.8 / present.len().max(1) as f64;
+                    let g = groups.iter().position(|x| x == &b.group).unwrap_or(0) as f64;
+                    let left = g - 0.4 + k * w;
+                    (left, left + w * 0.9)
+                };
                 for (k, name) in names.iter().enumerate() {
                     let c = color(k);
                     let mut rects = Vec::new();
                     let mut errs = Vec::new();
                     for b in bars.iter().filter(|b| &b.series == name) {
-                        let g = groups.iter().position(|x| x == &b.group).unwrap_or(0) as f64;
-                        let left = g - 0.4 + k as f64 * 0.8 / n;
-                        let right = left + 0.8 / n * 0.9;
+                        let (left, right) = slot(b);
                         if let Some(v) = ty(b.value) {
                             rects.push(Rectangle::new([(left, base), (right, v)], c.filled()));
                         }

@@ -182,19 +182,25 @@ impl Report for ScalingReport {
                 f = f.series(Series::new(method, Style::Measured, pts));
             }
         }
-        let curve = |g: &dyn Fn(f64) -> f64| -> Vec<Point> {
-            (0..=60).map(|i| 1.0 + (max_t - 1.0) * i as f64 / 60.0).map(|x| Point::new(x, g(x))).collect()
+        let curve = |to: f64, g: &dyn Fn(f64) -> f64| -> Vec<Point> {
+            (0..=60).map(|i| 1.0 + (to - 1.0) * i as f64 / 60.0).map(|x| Point::new(x, g(x))).collect()
         };
         let n = self.cores as f64;
-        f = f.series(Series::new("ideal (linear up to the cores)", Style::Ideal, curve(&|x| x.min(n))));
+        f = f.series(Series::new("ideal (linear up to the cores)", Style::Ideal, curve(max_t, &|x| x.min(n))));
         if let Some(p) = self.amdahl_p {
-            f = f.series(Series::new(format!("Amdahl fit, p = {p:.3}"), Style::Fit, curve(&|x| amdahl(p, x))));
+            // Amdahl describes the work, not the hardware: drawn only up to the core count.
+            let to = n.min(max_t).max(1.0);
+            f = f.series(Series::new(
+                format!("Amdahl fit (≤ cores), p = {p:.3}"),
+                Style::Fit,
+                curve(to, &|x| amdahl(p, x)),
+            ));
         }
         if let Some(u) = self.usl {
             f = f.series(Series::new(
                 format!("USL fit, σ = {:.3}, κ = {:.4}", u.sigma, u.kappa),
                 Style::Fit,
-                curve(&|x| u.speedup(x)),
+                curve(max_t, &|x| u.speedup(x)),
             ));
         }
         vec![f.legend(crate::lab::Legend::LowerRight)]

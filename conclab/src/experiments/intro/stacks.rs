@@ -134,13 +134,16 @@ impl Report for StacksReport {
         );
         for r in &self.runs {
             if let Some(s) = r.spacing() {
-                f = f.bar(&r.label, "measured", s.median, Some((s.min, s.max)));
+                f = f.bar(&r.label, "measured", s.median, Some((s.p25, s.p75)));
             }
             if let Some(k) = r.stack_kib.or(Some(2048)) {
                 f = f.bar(&r.label, "requested size", k as f64, None);
             }
         }
-        vec![f.log_y().note("Error bars span the smallest to the largest distance.")]
+        vec![
+            f.legend(crate::lab::Legend::UpperRight)
+                .note("Bars: median distance; error bars: p25–p75 (the kernel may place a stack far from the others)."),
+        ]
     }
 
     fn table(&self) -> Table {
