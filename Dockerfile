@@ -21,7 +21,8 @@ ARG NB_UID=1000
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
-# python3 + venv for JupyterLab, make for `make render`, gcc as the linker for cells.
+# python3 + venv for JupyterLab, make for `make render`, gcc + libc6-dev to link cells
+# (the slim image has both already; listed so the lab does not depend on that).
 # rust-src (better type inference in cells) goes into the root-owned toolchain now,
 # so setup.sh finds it installed. The user gets its own CARGO_HOME for evcxr_jupyter.
 RUN apt-get update \
@@ -30,6 +31,7 @@ RUN apt-get update \
       "python3-venv=${PYTHON_VERSION}.*" \
       "make=4.3-*" \
       "gcc=4:12.2.*" \
+      "libc6-dev=2.36-*" \
  && rm -rf /var/lib/apt/lists/* \
  && rustup component add rust-src \
  && useradd --create-home --no-log-init --uid "${NB_UID}" --shell /bin/bash \
