@@ -25,7 +25,7 @@ if [ "$(printf '%s\n%s\n' "$RUST_VERSION" "$rustc_v" | sort -V | head -1)" != "$
 fi
 
 # 2. Python tools, pinned; skipped when the venv already has exactly this set.
-want="$(sha256sum tools/requirements.txt | cut -d' ' -f1)"
+want="$(python3 -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' tools/requirements.txt)"
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
   say "creating $venv with the pinned Python tools (first time: about a minute)"
   python3 -m venv "$venv"

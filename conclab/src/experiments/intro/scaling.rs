@@ -162,6 +162,11 @@ impl Report for ScalingReport {
             "threads",
             "speedup over 1 thread (×)",
         );
+        let curve = |to: f64, g: &dyn Fn(f64) -> f64| -> Vec<Point> {
+            (0..=60).map(|i| 1.0 + (to - 1.0) * i as f64 / 60.0).map(|x| Point::new(x, g(x))).collect()
+        };
+        let n = self.cores as f64;
+        f = f.series(Series::new("ideal (linear up to the cores)", Style::Ideal, curve(max_t, &|x| x.min(n))));
         for method in [THREADS, RAYON] {
             let pts: Vec<Point> = self
                 .rows
@@ -182,11 +187,6 @@ impl Report for ScalingReport {
                 f = f.series(Series::new(method, Style::Measured, pts));
             }
         }
-        let curve = |to: f64, g: &dyn Fn(f64) -> f64| -> Vec<Point> {
-            (0..=60).map(|i| 1.0 + (to - 1.0) * i as f64 / 60.0).map(|x| Point::new(x, g(x))).collect()
-        };
-        let n = self.cores as f64;
-        f = f.series(Series::new("ideal (linear up to the cores)", Style::Ideal, curve(max_t, &|x| x.min(n))));
         if let Some(p) = self.amdahl_p {
             // Amdahl describes the work, not the hardware: drawn only up to the core count.
             let to = n.min(max_t).max(1.0);
