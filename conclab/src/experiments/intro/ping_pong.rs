@@ -152,7 +152,7 @@ fn exchange(mech: &str, n: usize, pins: Option<(usize, usize)>, limit: Duration)
                 let a = rx.recv_timeout(limit).map_err(|_| ())?;
                 let before = Switches::this_thread();
                 for i in 0..n as u64 {
-                    wait_for(&turn, 2 * i + 1, deadline)?;
+                    wait_for(turn, 2 * i + 1, deadline)?;
                     turn.store(2 * i + 2, Ordering::Release);
                     a.unpark();
                 }
@@ -170,7 +170,7 @@ fn exchange(mech: &str, n: usize, pins: Option<(usize, usize)>, limit: Duration)
                     let t = Instant::now();
                     turn.store(2 * i + 1, Ordering::Release);
                     b_for_a.unpark();
-                    wait_for(&turn, 2 * i + 2, deadline)?;
+                    wait_for(turn, 2 * i + 2, deadline)?;
                     lat.push(t.elapsed().as_secs_f64() * 1e6);
                 }
                 Ok::<_, ()>((t0.elapsed(), lat, Switches::this_thread().since(before)))
