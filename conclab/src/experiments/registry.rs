@@ -22,7 +22,8 @@ pub struct Experiment {
 }
 
 impl Experiment {
-    fn new<P, R>(
+    /// Describes an experiment: `f` is its function, `P` its parameter struct.
+    pub fn new<P, R>(
         name: &'static str,
         notebook: &'static str,
         about: &'static str,

@@ -1,0 +1,8 @@
+//! Experiments of notebook 03-threads.
+
+use crate::experiments::registry::Experiment;
+
+/// This notebook's experiments, for the CLI's registry.
+pub fn experiments() -> Vec<Experiment> {
+    vec![]
+}
