@@ -1,5 +1,9 @@
 //! Everything a notebook cell needs: `use conclab::prelude::*;`.
 
+pub use crate::experiments::features::{
+    Histogram, HistogramReport, InteriorCosts, InteriorReport, RaceReport, RacyCounter, SendSyncTable, histogram,
+    interior_costs, racy_counter, refcell_conflict,
+};
 pub use crate::experiments::index::{SpawnCost, SpawnCostReport, spawn_cost};
 pub use crate::experiments::intro::{
     PingPong, PingPongReport, Processes, ProcessesReport, Scaling, ScalingReport, Stacks, StacksReport, Timeline,
@@ -9,3 +13,4 @@ pub use crate::lab::{
     Figure, Legend, MachineCard, ParamError, Point, Report, ReportResult, Rich, Sampling, Scale, Series, Stats, Style,
     Table, cores,
 };
+pub use crate::send_sync_table;

@@ -1,0 +1,164 @@
+//! Interior mutability: what each way of mutating through a shared reference costs on
+//! one thread, and what `RefCell` does when its rules are broken.
+
+use crate::lab::{Figure, ParamError, Report, Sampling, Stats, Table, check_range, fmt_num};
+use serde::{Deserialize, Serialize};
+use std::cell::{Cell, RefCell};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
+
+/// Parameters of [`interior_costs`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InteriorCosts {
+    /// Increments per sample: 1_000..=100_000_000.
+    pub ops: u64,
+    /// Timed samples per kind (after one warm-up): 1..=51.
+    pub samples: usize,
+}
+
+impl Default for InteriorCosts {
+    fn default() -> Self {
+        InteriorCosts { ops: 2_000_000, samples: 5 }
+    }
+}
+
+/// Cost of one increment through one kind of cell.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InteriorRow {
+    pub kind: &'static str,
+    /// Thread-safe (`Sync`), so it can be shared between threads.
+    pub thread_safe: bool,
+    /// Nanoseconds per increment over the samples.
+    pub nanos: Stats,
+}
+
+/// Result of [`interior_costs`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InteriorReport {
+    pub params: InteriorCosts,
+    pub rows: Vec<InteriorRow>,
+}
+
+/// Increments a counter `ops` times through a shared reference to each kind of
+/// interior-mutable cell, on one thread (no contention), and reports nanoseconds per
+/// increment: `Cell`, `RefCell`, atomics with `Relaxed` and `SeqCst`, `std::sync::Mutex`,
+/// `parking_lot::Mutex` and `RwLock` (write lock). The thread-safe kinds pay for atomic
+/// read-modify-write instructions even when no other thread exists.
+pub fn interior_costs(p: &InteriorCosts) -> Result<InteriorReport, ParamError> {
+    check_range("ops", p.ops, 1_000..=100_000_000)?;
+    check_range("samples", p.samples, 1..=51)?;
+    let s = Sampling { warmup: 1, samples: p.samples };
+    let n = p.ops;
+    let per_op = |st: Stats| st.scaled(1e9 / n as f64);
+    let mut rows = Vec::new();
+    let mut add = |kind, thread_safe, st| rows.push(InteriorRow { kind, thread_safe, nanos: per_op(st) });
+
+    let cell = Cell::new(0u64);
+    add("Cell", false, s.time(|| bump(n, || cell.set(cell.get() + 1))));
+    let refcell = RefCell::new(0u64);
+    add("RefCell", false, s.time(|| bump(n, || *refcell.borrow_mut() += 1)));
+    let atomic = AtomicU64::new(0);
+    add(
+        "AtomicU64 (Relaxed)",
+        true,
+        s.time(|| {
+            bump(n, || {
+                atomic.fetch_add(1, Ordering::Relaxed);
+            })
+        }),
+    );
+    add(
+        "AtomicU64 (SeqCst)",
+        true,
+        s.time(|| {
+            bump(n, || {
+                atomic.fetch_add(1, Ordering::SeqCst);
+            })
+        }),
+    );
+    let mutex = Mutex::new(0u64);
+    add("std Mutex", true, s.time(|| bump(n, || *mutex.lock().unwrap_or_else(|e| e.into_inner()) += 1)));
+    let pl = parking_lot::Mutex::new(0u64);
+    add("parking_lot Mutex", true, s.time(|| bump(n, || *pl.lock() += 1)));
+    let rw = RwLock::new(0u64);
+    add("std RwLock (write)", true, s.time(|| bump(n, || *rw.write().unwrap_or_else(|e| e.into_inner()) += 1)));
+    black_box((cell.get(), refcell.borrow().to_owned(), atomic.load(Ordering::Relaxed)));
+    Ok(InteriorReport { params: p.clone(), rows })
+}
+
+#[inline(always)]
+fn bump(n: u64, mut f: impl FnMut()) {
+    for _ in 0..n {
+        f();
+        // Keep the compiler from merging increments into one add.
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    }
+}
+
+/// What `RefCell` says when a second mutable borrow is attempted while one is alive:
+/// `borrow_mut` would panic; `try_borrow_mut` returns the same error as a value.
+pub fn refcell_conflict() -> String {
+    let c = RefCell::new(vec![1, 2, 3]);
+    let first = c.borrow_mut();
+    let second = c.try_borrow_mut();
+    let msg = match &second {
+        Ok(_) => "second borrow_mut succeeded (impossible)".to_string(),
+        Err(e) => format!("second borrow_mut while the first is alive: Err({e})"),
+    };
+    drop(second);
+    drop(first);
+    let third = c.try_borrow_mut().map(|_| "Ok").unwrap_or("Err");
+    format!("{msg}; after the first borrow ends: {third}")
+}
+
+impl Report for InteriorReport {
+    fn figures(&self) -> Vec<Figure> {
+        let mut f = Figure::bars(
+            "What one increment through a shared reference costs (1 thread)",
+            "",
+            "ns per increment (median, p25–p75)",
+        );
+        for r in &self.rows {
+            let series = if r.thread_safe { "thread-safe (Sync)" } else { "single-thread only" };
+            f = f.bar(r.kind, series, r.nanos.median, Some((r.nanos.p25, r.nanos.p75)));
+        }
+        vec![f.size(860, 440)]
+    }
+
+    fn table(&self) -> Table {
+        let mut t = Table::new("Interior mutability, uncontended", &["kind", "Sync?", "ns / increment", "p25–p75"]);
+        for r in &self.rows {
+            t.row(vec![
+                r.kind.into(),
+                if r.thread_safe { "yes" } else { "no" }.into(),
+                fmt_num(r.nanos.median),
+                format!("{}–{}", fmt_num(r.nanos.p25), fmt_num(r.nanos.p75)),
+            ]);
+        }
+        t.note(format!("{} increments per sample, {} samples, one thread.", self.params.ops, self.params.samples));
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_measured_and_validated() {
+        assert!(interior_costs(&InteriorCosts { ops: 1, samples: 1 }).is_err());
+        assert!(interior_costs(&InteriorCosts { ops: 1_000_000_000, samples: 1 }).is_err());
+        let r = interior_costs(&InteriorCosts { ops: 10_000, samples: 2 }).unwrap();
+        assert_eq!(r.rows.len(), 7);
+        assert!(r.rows.iter().all(|x| x.nanos.median > 0.0));
+        assert_eq!(r.rows.iter().filter(|x| !x.thread_safe).count(), 2);
+    }
+
+    #[test]
+    fn refcell_refuses_a_second_mutable_borrow() {
+        let s = refcell_conflict();
+        assert!(s.contains("Err(") && s.ends_with("Ok"), "{s}");
+    }
+}
