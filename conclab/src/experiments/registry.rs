@@ -97,6 +97,10 @@ pub fn experiments() -> Vec<Experiment> {
             intro::scaling,
         ),
     ]
+    .into_iter()
+    .chain(features::experiments())
+    .chain(threads::experiments())
+    .collect()
 }
 
 /// The experiment called `name`.
