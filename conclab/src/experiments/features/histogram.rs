@@ -32,7 +32,7 @@ impl Default for Histogram {
     fn default() -> Self {
         Histogram {
             threads: crate::experiments::intro::scaling::default_threads(cores()),
-            ops_per_thread: 200_000,
+            ops_per_thread: 1_000_000,
             buckets: 16,
             samples: 3,
             ways: WAYS.iter().map(|w| w.to_string()).collect(),

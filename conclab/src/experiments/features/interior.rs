@@ -61,7 +61,7 @@ pub fn interior_costs(p: &InteriorCosts) -> Result<InteriorReport, ParamError> {
     add("RefCell", false, s.time(|| bump(n, || *refcell.borrow_mut() += 1)));
     let atomic = AtomicU64::new(0);
     add(
-        "AtomicU64 (Relaxed)",
+        "atomic Relaxed",
         true,
         s.time(|| {
             bump(n, || {
@@ -70,7 +70,7 @@ pub fn interior_costs(p: &InteriorCosts) -> Result<InteriorReport, ParamError> {
         }),
     );
     add(
-        "AtomicU64 (SeqCst)",
+        "atomic SeqCst",
         true,
         s.time(|| {
             bump(n, || {
@@ -79,11 +79,11 @@ pub fn interior_costs(p: &InteriorCosts) -> Result<InteriorReport, ParamError> {
         }),
     );
     let mutex = Mutex::new(0u64);
-    add("std Mutex", true, s.time(|| bump(n, || *mutex.lock().unwrap_or_else(|e| e.into_inner()) += 1)));
+    add("Mutex", true, s.time(|| bump(n, || *mutex.lock().unwrap_or_else(|e| e.into_inner()) += 1)));
     let pl = parking_lot::Mutex::new(0u64);
-    add("parking_lot Mutex", true, s.time(|| bump(n, || *pl.lock() += 1)));
+    add("parking_lot", true, s.time(|| bump(n, || *pl.lock() += 1)));
     let rw = RwLock::new(0u64);
-    add("std RwLock (write)", true, s.time(|| bump(n, || *rw.write().unwrap_or_else(|e| e.into_inner()) += 1)));
+    add("RwLock write", true, s.time(|| bump(n, || *rw.write().unwrap_or_else(|e| e.into_inner()) += 1)));
     black_box((cell.get(), refcell.borrow().to_owned(), atomic.load(Ordering::Relaxed)));
     Ok(InteriorReport { params: p.clone(), rows })
 }
