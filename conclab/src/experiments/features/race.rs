@@ -4,6 +4,7 @@
 use crate::lab::{Figure, ParamError, Point, Report, Series, Style, Table, check_list, check_range, fmt_num};
 use serde::{Deserialize, Serialize};
 use std::cell::UnsafeCell;
+use std::sync::Barrier;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Parameters of [`racy_counter`].
@@ -74,14 +75,27 @@ pub unsafe fn racy_counter(p: &RacyCounter) -> Result<RaceReport, ParamError> {
     for &t in &p.threads {
         let racy = Racy(UnsafeCell::new(0));
         let atomic = AtomicU64::new(0);
+        // Two phases, each started from a barrier so the threads really overlap.
+        let start = Barrier::new(t);
         std::thread::scope(|s| {
             for _ in 0..t {
-                let (racy, atomic) = (&racy, &atomic);
+                let (racy, start) = (&racy, &start);
                 s.spawn(move || {
                     let ptr = racy.0.get();
+                    start.wait();
                     for _ in 0..p.increments {
                         // SAFETY: not safe — the deliberate data race (see the type's note).
                         unsafe { ptr.write_volatile(ptr.read_volatile() + 1) };
+                    }
+                });
+            }
+        });
+        std::thread::scope(|s| {
+            for _ in 0..t {
+                let (atomic, start) = (&atomic, &start);
+                s.spawn(move || {
+                    start.wait();
+                    for _ in 0..p.increments {
                         atomic.fetch_add(1, Ordering::Relaxed);
                     }
                 });
