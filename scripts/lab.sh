@@ -6,4 +6,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh"
 venv="${CONCLAB_VENV:-$root/.venv}"
 cd "$root/notebooks"
-exec "$venv/bin/jupyter" lab 00-index.ipynb --ServerApp.ip=127.0.0.1 "$@"
+extra=()
+# Jupyter refuses to start as root unless told; root is common in containers and VMs.
+[ "$(id -u)" = 0 ] && extra+=(--allow-root)
+exec "$venv/bin/jupyter" lab 00-index.ipynb --ServerApp.ip=127.0.0.1 "${extra[@]}" "$@"
