@@ -1,3 +1,19 @@
 //! Hand-built concurrency primitives that the notebooks take apart, each next to the
 //! production library it imitates. Lock-free ones are model-checked with loom:
 //! `RUSTFLAGS="--cfg conclab_loom" cargo test -p conclab --release --lib primitives`.
+//!
+//! - [`SpinLock`]: a test-and-test-and-set lock (vs `std::sync::Mutex`, `parking_lot::Mutex`);
+//! - [`OnceSlot`]: a value published once through a Release/Acquire flag (vs `std::sync::OnceLock`);
+//! - [`ThreadPool`]: a fixed set of worker threads fed by a channel (vs `rayon::ThreadPool`);
+//! - [`WaitForGraph`]: who holds which lock and who waits for it, and the cycle that is a deadlock.
+
+pub mod once_slot;
+pub mod spin_lock;
+mod sync;
+pub mod thread_pool;
+pub mod wait_for;
+
+pub use once_slot::OnceSlot;
+pub use spin_lock::{SpinGuard, SpinLock};
+pub use thread_pool::ThreadPool;
+pub use wait_for::{WaitEdge, WaitForGraph};

@@ -1,8 +1,76 @@
-//! Experiments of notebook 03-threads.
+//! Experiments of notebook 03, "Threads, atomics and deadlocks".
+
+pub mod capture;
+mod common;
+pub mod contention;
+pub mod false_sharing;
+pub mod litmus;
+pub mod orderings;
+pub mod oversubscription;
+pub mod pool;
+pub mod queues;
+
+pub use capture::{CaptureCost, CaptureCostReport, capture_cost};
+pub use contention::{LockContention, LockContentionReport, lock_contention};
+pub use false_sharing::{FalseSharing, FalseSharingReport, false_sharing};
+pub use litmus::{Litmus, LitmusReport, litmus};
+pub use orderings::{Orderings, OrderingsReport, orderings};
+pub use oversubscription::{Oversubscription, OversubscriptionReport, oversubscription};
+pub use pool::{PoolVsSpawn, PoolVsSpawnReport, pool_vs_spawn};
+pub use queues::{Queues, QueuesReport, queues};
 
 use crate::experiments::registry::Experiment;
 
 /// This notebook's experiments, for the CLI's registry.
 pub fn experiments() -> Vec<Experiment> {
-    vec![]
+    vec![
+        Experiment::new(
+            "capture-cost",
+            "03-threads",
+            "spawn+join cost when the thread captures a Vec: borrowed (scoped), moved, Arc-cloned, deep-cloned",
+            capture_cost,
+        ),
+        Experiment::new(
+            "pool-vs-spawn",
+            "03-threads",
+            "wall time per work item: a new thread per item vs a rayon pool vs the hand-built pool",
+            pool_vs_spawn,
+        ),
+        Experiment::new(
+            "oversubscription",
+            "03-threads",
+            "a fixed CPU-bound job over 1..64 threads, independent vs lock-step (barriers), with context switches",
+            oversubscription,
+        ),
+        Experiment::new(
+            "orderings",
+            "03-threads",
+            "atomic fetch_add on a shared counter and stores to own slots, per memory ordering, over thread counts",
+            orderings,
+        ),
+        Experiment::new(
+            "litmus",
+            "03-threads",
+            "store-buffering and message-passing litmus tests: outcome counts per memory ordering",
+            litmus,
+        ),
+        Experiment::new(
+            "contention",
+            "03-threads",
+            "lock+increment throughput: hand-built spin lock vs std Mutex vs parking_lot, over thread counts",
+            lock_contention,
+        ),
+        Experiment::new(
+            "queues",
+            "03-threads",
+            "producers and consumers through crossbeam ArrayQueue / SegQueue vs Mutex<VecDeque>",
+            queues,
+        ),
+        Experiment::new(
+            "false-sharing",
+            "03-threads",
+            "per-thread counters adjacent vs CachePadded vs one shared counter, throughput over thread counts",
+            false_sharing,
+        ),
+    ]
 }

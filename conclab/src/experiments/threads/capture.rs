@@ -1,0 +1,235 @@
+//! What a closure's captures cost when a thread starts: borrowing (scoped), moving,
+//! cloning an `Arc`, or cloning the data itself.
+
+use crate::lab::{
+    Figure, ParamError, Point, Report, Sampling, Series, Stats, Style, Table, check_list, check_range, fmt_num,
+};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Parameters of [`capture_cost`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureCost {
+    /// Sizes of the `Vec<u8>` the thread reads, in KiB: each 1..=65536, at most 10 sizes.
+    pub sizes_kib: Vec<usize>,
+    /// Threads spawned and joined per sample: 1..=1000.
+    pub spawns: usize,
+    /// Timed samples per point (after one warm-up): 1..=51.
+    pub samples: usize,
+    /// Capture patterns, any of: "borrow" (scoped thread, `&Vec`), "move" (the `Vec`
+    /// moved in), "arc" (an `Arc<Vec>` clone moved in), "clone" (a deep copy moved in).
+    pub modes: Vec<String>,
+}
+
+impl Default for CaptureCost {
+    fn default() -> Self {
+        CaptureCost {
+            sizes_kib: vec![1, 64, 1024, 16384],
+            spawns: 20,
+            samples: 5,
+            modes: MODES.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// The capture patterns [`capture_cost`] knows.
+pub const MODES: [&str; 4] = ["borrow", "move", "arc", "clone"];
+
+impl CaptureCost {
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_list("sizes_kib", &self.sizes_kib, 10, 1..=65536)?;
+        check_range("spawns", self.spawns, 1..=1000)?;
+        check_range("samples", self.samples, 1..=51)?;
+        if self.modes.is_empty() || self.modes.iter().any(|m| !MODES.contains(&m.as_str())) {
+            return Err(ParamError::new("modes", "a non-empty list of: borrow, move, arc, clone", &self.modes));
+        }
+        Ok(())
+    }
+}
+
+/// How a capture pattern is named in figures and tables.
+pub fn mode_label(mode: &str) -> &'static str {
+    match mode {
+        "borrow" => "borrow: thread::scope + &v",
+        "move" => "move v",
+        "arc" => "move Arc::clone(&v)",
+        _ => "move v.clone()",
+    }
+}
+
+/// One capture pattern at one size.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CaptureRow {
+    pub mode: String,
+    pub size_kib: usize,
+    /// Microseconds per spawn + join, including what the capture needs.
+    pub micros: Stats,
+}
+
+/// Result of [`capture_cost`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CaptureCostReport {
+    pub params: CaptureCost,
+    pub rows: Vec<CaptureRow>,
+}
+
+/// Spawns and joins `spawns` threads per sample, each reading the first and last byte of
+/// a `Vec<u8>` of each size, captured four ways. The clock covers the spawn, the join
+/// and whatever the capture needs (a deep copy for "clone", a reference-count increment
+/// for "arc"); preparing a fresh `Vec` for "move" and freeing every copy happen outside
+/// it (the threads hand their `Vec` back through `join`).
+pub fn capture_cost(p: &CaptureCost) -> Result<CaptureCostReport, ParamError> {
+    p.validate()?;
+    let sampling = Sampling { warmup: 1, samples: p.samples };
+    let mut rows = Vec::new();
+    for mode in MODES.iter().filter(|m| p.modes.iter().any(|x| x == *m)) {
+        for &kib in &p.sizes_kib {
+            let n = kib * 1024;
+            let shared: Arc<Vec<u8>> = Arc::new(vec![1u8; n]);
+            let mut failed = None;
+            let stats = sampling.measure(|| {
+                let mut total = Duration::ZERO;
+                for _ in 0..p.spawns {
+                    match spawn_once(mode, &shared, n) {
+                        Ok(d) => total += d,
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                total
+            });
+            if let Some(e) = failed {
+                return Err(ParamError::new("spawns", format!("a count this machine can spawn ({e})"), p.spawns));
+            }
+            rows.push(CaptureRow {
+                mode: mode.to_string(),
+                size_kib: kib,
+                micros: stats.scaled(1e6 / p.spawns as f64),
+            });
+        }
+    }
+    Ok(CaptureCostReport { params: p.clone(), rows })
+}
+
+/// One spawn + join with the capture `mode`; the time it took (outside: preparation, drops).
+fn spawn_once(mode: &str, shared: &Arc<Vec<u8>>, n: usize) -> std::io::Result<Duration> {
+    let touch = |v: &[u8]| u32::from(v[0]) + u32::from(v[v.len() - 1]);
+    let b = std::thread::Builder::new;
+    match mode {
+        "borrow" => {
+            let v: &Vec<u8> = shared;
+            let t = Instant::now();
+            std::thread::scope(|s| b().spawn_scoped(s, || touch(v)).map(|h| h.join()))?.ok();
+            Ok(t.elapsed())
+        }
+        "move" => {
+            let v = vec![1u8; n]; // a fresh Vec to give away, made before the clock starts
+            let t = Instant::now();
+            let back = b().spawn(move || {
+                std::hint::black_box(touch(&v));
+                v
+            })?;
+            let v = back.join();
+            let d = t.elapsed();
+            drop(v);
+            Ok(d)
+        }
+        "arc" => {
+            let t = Instant::now();
+            let a = Arc::clone(shared);
+            let h = b().spawn(move || touch(&a))?;
+            let _ = h.join();
+            Ok(t.elapsed())
+        }
+        _ => {
+            let t = Instant::now();
+            let c: Vec<u8> = (**shared).clone();
+            let h = b().spawn(move || {
+                std::hint::black_box(touch(&c));
+                c
+            })?;
+            let c = h.join();
+            let d = t.elapsed();
+            drop(c);
+            Ok(d)
+        }
+    }
+}
+
+impl CaptureCostReport {
+    /// Median µs per spawn for `mode` at `size_kib`.
+    pub fn median(&self, mode: &str, size_kib: usize) -> Option<f64> {
+        self.rows.iter().find(|r| r.mode == mode && r.size_kib == size_kib).map(|r| r.micros.median)
+    }
+}
+
+impl Report for CaptureCostReport {
+    fn figures(&self) -> Vec<Figure> {
+        let mut f = Figure::lines(
+            "Handing a Vec to a new thread: which captures cost more than the thread?",
+            "size of the Vec (KiB)",
+            "µs per spawn + join (median, p25–p75)",
+        )
+        .log_x()
+        .log_y();
+        for mode in MODES {
+            let pts: Vec<Point> = self
+                .rows
+                .iter()
+                .filter(|r| r.mode == mode)
+                .map(|r| Point::spread(r.size_kib as f64, r.micros.median, r.micros.p25, r.micros.p75))
+                .collect();
+            if !pts.is_empty() {
+                f = f.series(Series::new(mode_label(mode), Style::Measured, pts));
+            }
+        }
+        vec![f.legend(crate::lab::Legend::UpperLeft)]
+    }
+
+    fn table(&self) -> Table {
+        let mut t = Table::new("Capture cost", &["capture", "Vec size", "median µs per spawn", "p25–p75 µs"]);
+        for r in &self.rows {
+            t.row(vec![
+                mode_label(&r.mode).into(),
+                format!("{} KiB", r.size_kib),
+                fmt_num(r.micros.median),
+                format!("{}–{}", fmt_num(r.micros.p25), fmt_num(r.micros.p75)),
+            ]);
+        }
+        t.note(format!(
+            "{} spawns per sample, {} samples. Preparing the Vec to move and freeing copies are outside the clock.",
+            self.params.spawns, self.params.samples
+        ));
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_parameters() {
+        for p in [
+            CaptureCost { sizes_kib: vec![0], ..Default::default() },
+            CaptureCost { sizes_kib: vec![1 << 20], ..Default::default() },
+            CaptureCost { spawns: 0, ..Default::default() },
+            CaptureCost { modes: vec!["copy".into()], ..Default::default() },
+        ] {
+            assert!(capture_cost(&p).is_err(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn cloning_a_big_vec_costs_more_than_sharing_it() {
+        let p = CaptureCost { sizes_kib: vec![1, 8192], spawns: 5, samples: 3, ..Default::default() };
+        let r = capture_cost(&p).unwrap();
+        assert_eq!(r.rows.len(), 8);
+        assert!(r.median("clone", 8192).unwrap() > r.median("arc", 8192).unwrap());
+        assert!(r.figure().to_svg().contains("<svg"));
+    }
+}

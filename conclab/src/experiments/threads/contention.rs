@@ -1,0 +1,287 @@
+//! Locks under contention: threads increment one counter behind a hand-built spin lock,
+//! `std::sync::Mutex` and `parking_lot::Mutex`, from one thread to more threads than cores.
+
+use super::common::{batched, run_for, stats, threads_error};
+use crate::experiments::intro::scaling::default_threads;
+use crate::lab::work::busy;
+use crate::lab::{
+    Figure, ParamError, Point, Report, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
+};
+use crate::primitives::SpinLock;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Parameters of [`lock_contention`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LockContention {
+    /// Thread counts, each 1..=256, at most 16 of them.
+    pub threads: Vec<usize>,
+    /// Locks to compare, any of: "spin" (`conclab::primitives::SpinLock`), "std"
+    /// (`std::sync::Mutex`), "parking_lot" (`parking_lot::Mutex`).
+    pub locks: Vec<String>,
+    /// How long each sample runs, in milliseconds: 5..=2000.
+    pub duration_ms: u64,
+    /// Samples per lock and thread count: 1..=51.
+    pub samples: usize,
+    /// Extra work inside the critical section, in `busy` iterations (~1 ns each): 0..=100_000.
+    pub work_inside: u64,
+    /// Work between two critical sections, in `busy` iterations: 0..=100_000.
+    pub work_outside: u64,
+}
+
+impl Default for LockContention {
+    fn default() -> Self {
+        LockContention {
+            threads: default_threads(cores()),
+            locks: LOCKS.iter().map(|s| s.to_string()).collect(),
+            duration_ms: 40,
+            samples: 5,
+            work_inside: 0,
+            work_outside: 0,
+        }
+    }
+}
+
+/// The locks [`lock_contention`] knows, in drawing order.
+pub const LOCKS: [&str; 3] = ["spin", "std", "parking_lot"];
+
+impl LockContention {
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_list("threads", &self.threads, 16, 1..=256)?;
+        if self.locks.is_empty() || self.locks.iter().any(|l| !LOCKS.contains(&l.as_str())) {
+            return Err(ParamError::new("locks", "a non-empty list of: spin, std, parking_lot", &self.locks));
+        }
+        check_range("duration_ms", self.duration_ms, 5..=2000)?;
+        check_range("samples", self.samples, 1..=51)?;
+        check_range("work_inside", self.work_inside, 0..=100_000)?;
+        check_range("work_outside", self.work_outside, 0..=100_000)
+    }
+}
+
+/// One lock at one thread count.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContentionRow {
+    pub lock: String,
+    pub threads: usize,
+    /// Lock + increment + unlock, millions per second, all threads together.
+    pub mops: Stats,
+    /// Fewest increments of one thread / most (median over samples): 1 = even, 0 = starved.
+    pub fairness: f64,
+    /// Context switches per thread per second (all samples): voluntary ones mean threads
+    /// went to sleep waiting; involuntary ones that the scheduler preempted them.
+    pub voluntary_per_s: f64,
+    pub involuntary_per_s: f64,
+    /// Whether the counter ended equal to the increments the threads counted (it must).
+    pub exact: bool,
+}
+
+/// Result of [`lock_contention`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LockContentionReport {
+    pub params: LockContention,
+    pub cores: usize,
+    pub rows: Vec<ContentionRow>,
+}
+
+/// Every thread repeatedly locks, increments a shared `u64` (plus `work_inside`), unlocks
+/// (and does `work_outside`) for `duration_ms`; reported as total increments per second,
+/// with how evenly the threads shared the lock and how often they were switched out.
+/// The counter is checked against the threads' own counts afterwards.
+pub fn lock_contention(p: &LockContention) -> Result<LockContentionReport, ParamError> {
+    p.validate()?;
+    let d = Duration::from_millis(p.duration_ms);
+    let (inside, outside) = (p.work_inside, p.work_outside);
+    let mut rows = Vec::new();
+    for lock in LOCKS.iter().filter(|l| p.locks.iter().any(|x| x == *l)) {
+        for &t in &p.threads {
+            let mut mops = Vec::new();
+            let mut fair = Vec::new();
+            let (mut vol, mut invol, mut secs) = (0u64, 0u64, 0.0);
+            let mut exact = true;
+            for _ in 0..p.samples {
+                let (run, total) = match *lock {
+                    "spin" => {
+                        let l = SpinLock::new(0u64);
+                        let run = run_for(t, d, |_, stop| {
+                            batched(stop, || {
+                                let mut g = l.lock();
+                                *g += 1;
+                                if inside > 0 {
+                                    busy(inside, *g);
+                                }
+                                drop(g);
+                                if outside > 0 {
+                                    busy(outside, 1);
+                                }
+                            })
+                        });
+                        (run, l.into_inner())
+                    }
+                    "std" => {
+                        let l = std::sync::Mutex::new(0u64);
+                        let run = run_for(t, d, |_, stop| {
+                            batched(stop, || {
+                                let mut g = l.lock().unwrap_or_else(|e| e.into_inner());
+                                *g += 1;
+                                if inside > 0 {
+                                    busy(inside, *g);
+                                }
+                                drop(g);
+                                if outside > 0 {
+                                    busy(outside, 1);
+                                }
+                            })
+                        });
+                        (run, l.into_inner().unwrap_or_else(|e| e.into_inner()))
+                    }
+                    _ => {
+                        let l = parking_lot::Mutex::new(0u64);
+                        let run = run_for(t, d, |_, stop| {
+                            batched(stop, || {
+                                let mut g = l.lock();
+                                *g += 1;
+                                if inside > 0 {
+                                    busy(inside, *g);
+                                }
+                                drop(g);
+                                if outside > 0 {
+                                    busy(outside, 1);
+                                }
+                            })
+                        });
+                        (run, l.into_inner())
+                    }
+                };
+                let run = run.map_err(threads_error(t))?;
+                exact &= run.ops.iter().sum::<u64>() == total;
+                mops.push(run.mops());
+                fair.push(run.fairness());
+                vol += run.switches.voluntary;
+                invol += run.switches.involuntary;
+                secs += run.thread_seconds();
+            }
+            let secs = secs.max(1e-9);
+            rows.push(ContentionRow {
+                lock: lock.to_string(),
+                threads: t,
+                mops: stats(&mops),
+                fairness: stats(&fair).median,
+                voluntary_per_s: vol as f64 / secs,
+                involuntary_per_s: invol as f64 / secs,
+                exact,
+            });
+        }
+    }
+    Ok(LockContentionReport { params: p.clone(), cores: cores(), rows })
+}
+
+/// How a lock is named in figures and tables.
+pub fn lock_label(lock: &str) -> &'static str {
+    match lock {
+        "spin" => "SpinLock (hand-built)",
+        "std" => "std::sync::Mutex",
+        _ => "parking_lot::Mutex",
+    }
+}
+
+impl LockContentionReport {
+    /// Median Mops/s of `lock` at `threads`.
+    pub fn median(&self, lock: &str, threads: usize) -> Option<f64> {
+        self.rows.iter().find(|r| r.lock == lock && r.threads == threads).map(|r| r.mops.median)
+    }
+}
+
+impl Report for LockContentionReport {
+    fn figures(&self) -> Vec<Figure> {
+        let mut f = Figure::lines(
+            &format!("Which lock holds up under contention, and past {} cores?", self.cores),
+            "threads",
+            "lock + increment + unlock (Mops/s, all threads; median, p25–p75)",
+        )
+        .log_x()
+        .log_y();
+        for lock in LOCKS {
+            let pts: Vec<Point> = self
+                .rows
+                .iter()
+                .filter(|r| r.lock == lock)
+                .map(|r| Point::spread(r.threads as f64, r.mops.median, r.mops.p25, r.mops.p75))
+                .collect();
+            if !pts.is_empty() {
+                f = f.series(Series::new(lock_label(lock), Style::Measured, pts));
+            }
+        }
+        vec![f.legend(crate::lab::Legend::LowerLeft)]
+    }
+
+    fn table(&self) -> Table {
+        let mut t = Table::new(
+            "Lock contention",
+            &[
+                "lock",
+                "threads",
+                "median Mops/s",
+                "p25–p75",
+                "fairness (min/max)",
+                "voluntary sw/s per thread",
+                "involuntary sw/s per thread",
+                "count exact",
+            ],
+        );
+        for r in &self.rows {
+            t.row(vec![
+                lock_label(&r.lock).into(),
+                r.threads.to_string(),
+                fmt_num(r.mops.median),
+                format!("{}–{}", fmt_num(r.mops.p25), fmt_num(r.mops.p75)),
+                format!("{:.2}", r.fairness),
+                fmt_num(r.voluntary_per_s),
+                fmt_num(r.involuntary_per_s),
+                if r.exact { "yes" } else { "NO" }.into(),
+            ]);
+        }
+        t.note(format!(
+            "{} ms per sample, {} samples; work inside / outside the lock: {} / {} busy iterations.",
+            self.params.duration_ms, self.params.samples, self.params.work_inside, self.params.work_outside
+        ));
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_parameters() {
+        for p in [
+            LockContention { threads: vec![0], ..Default::default() },
+            LockContention { threads: vec![], ..Default::default() },
+            LockContention { locks: vec!["futex".into()], ..Default::default() },
+            LockContention { duration_ms: 0, ..Default::default() },
+            LockContention { samples: 0, ..Default::default() },
+            LockContention { work_inside: 1 << 40, ..Default::default() },
+        ] {
+            assert!(lock_contention(&p).is_err(), "{p:?}");
+        }
+        let e = lock_contention(&LockContention { threads: vec![999], ..Default::default() }).unwrap_err();
+        assert_eq!(e.to_string(), "threads must be a list with every value in 1..=256, got [999]");
+    }
+
+    #[test]
+    fn every_lock_counts_exactly() {
+        let p =
+            LockContention { threads: vec![1, 3], duration_ms: 10, samples: 2, work_inside: 10, ..Default::default() };
+        let r = lock_contention(&p).unwrap();
+        assert_eq!(r.rows.len(), 6);
+        for row in &r.rows {
+            assert!(row.exact, "{row:?}");
+            assert!(row.mops.median > 0.0);
+            assert!((0.0..=1.0).contains(&row.fairness));
+        }
+        assert!(r.median("std", 3).is_some());
+        assert!(r.figure().to_svg().contains("<svg"));
+        assert_eq!(r.table().rows.len(), 6);
+    }
+}

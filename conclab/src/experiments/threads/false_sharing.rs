@@ -1,0 +1,217 @@
+//! False sharing: threads that each increment their *own* counter still slow each other
+//! down when the counters share a cache line.
+
+use super::common::{batched, run_for, stats, threads_error};
+use crate::experiments::intro::scaling::default_threads;
+use crate::lab::{
+    Figure, ParamError, Point, Report, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
+};
+use crossbeam::utils::CachePadded;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Parameters of [`false_sharing`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FalseSharing {
+    /// Thread counts, each 1..=256, at most 16 of them.
+    pub threads: Vec<usize>,
+    /// Memory layouts, any of: "shared" (one counter for all), "adjacent"
+    /// (one counter per thread, next to each other), "padded" (one per thread, each in a
+    /// `crossbeam::utils::CachePadded`).
+    pub layouts: Vec<String>,
+    /// How long each sample runs, in milliseconds: 5..=2000.
+    pub duration_ms: u64,
+    /// Samples per layout and thread count: 1..=51.
+    pub samples: usize,
+}
+
+impl Default for FalseSharing {
+    fn default() -> Self {
+        FalseSharing {
+            threads: default_threads(cores()),
+            layouts: LAYOUTS.iter().map(|s| s.to_string()).collect(),
+            duration_ms: 40,
+            samples: 5,
+        }
+    }
+}
+
+/// The layouts [`false_sharing`] knows.
+pub const LAYOUTS: [&str; 3] = ["shared", "adjacent", "padded"];
+
+impl FalseSharing {
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_list("threads", &self.threads, 16, 1..=256)?;
+        if self.layouts.is_empty() || self.layouts.iter().any(|l| !LAYOUTS.contains(&l.as_str())) {
+            return Err(ParamError::new("layouts", "a non-empty list of: shared, adjacent, padded", &self.layouts));
+        }
+        check_range("duration_ms", self.duration_ms, 5..=2000)?;
+        check_range("samples", self.samples, 1..=51)
+    }
+}
+
+/// One layout at one thread count.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FalseSharingRow {
+    pub layout: String,
+    pub threads: usize,
+    /// Increments per second, millions, all threads together.
+    pub mops: Stats,
+    /// Bytes between the counters of neighbouring threads (0 for "shared").
+    pub stride_bytes: usize,
+}
+
+/// Result of [`false_sharing`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FalseSharingReport {
+    pub params: FalseSharing,
+    pub cores: usize,
+    pub rows: Vec<FalseSharingRow>,
+}
+
+/// Each thread increments a counter with `fetch_add(1, Relaxed)` for `duration_ms`: all
+/// the same counter ("shared"), or its own — packed next to the others ("adjacent": eight
+/// `AtomicU64` per 64-byte cache line) or padded to a line of its own ("padded"). The
+/// instructions are the same in all three; only where the counters sit differs.
+pub fn false_sharing(p: &FalseSharing) -> Result<FalseSharingReport, ParamError> {
+    p.validate()?;
+    let d = Duration::from_millis(p.duration_ms);
+    let mut rows = Vec::new();
+    for layout in LAYOUTS.iter().filter(|l| p.layouts.iter().any(|x| x == *l)) {
+        for &t in &p.threads {
+            let mut mops = Vec::new();
+            for _ in 0..p.samples {
+                let run = match *layout {
+                    "shared" => {
+                        let c = AtomicU64::new(0);
+                        run_for(t, d, |_, stop| {
+                            batched(stop, || {
+                                c.fetch_add(1, Relaxed);
+                            })
+                        })
+                    }
+                    "adjacent" => {
+                        let cs: Vec<AtomicU64> = (0..t).map(|_| AtomicU64::new(0)).collect();
+                        run_for(t, d, |i, stop| {
+                            let c = &cs[i];
+                            batched(stop, || {
+                                c.fetch_add(1, Relaxed);
+                            })
+                        })
+                    }
+                    _ => {
+                        let cs: Vec<CachePadded<AtomicU64>> =
+                            (0..t).map(|_| CachePadded::new(AtomicU64::new(0))).collect();
+                        run_for(t, d, |i, stop| {
+                            let c = &cs[i];
+                            batched(stop, || {
+                                c.fetch_add(1, Relaxed);
+                            })
+                        })
+                    }
+                }
+                .map_err(threads_error(t))?;
+                mops.push(run.mops());
+            }
+            let stride_bytes = match *layout {
+                "shared" => 0,
+                "adjacent" => std::mem::size_of::<AtomicU64>(),
+                _ => std::mem::size_of::<CachePadded<AtomicU64>>(),
+            };
+            rows.push(FalseSharingRow { layout: layout.to_string(), threads: t, mops: stats(&mops), stride_bytes });
+        }
+    }
+    Ok(FalseSharingReport { params: p.clone(), cores: cores(), rows })
+}
+
+/// How a layout is named in figures and tables.
+pub fn layout_label(layout: &str) -> &'static str {
+    match layout {
+        "shared" => "one shared counter",
+        "adjacent" => "own counters, adjacent (8 B apart)",
+        _ => "own counters, CachePadded",
+    }
+}
+
+impl FalseSharingReport {
+    /// Median Mops/s of `layout` at `threads`.
+    pub fn median(&self, layout: &str, threads: usize) -> Option<f64> {
+        self.rows.iter().find(|r| r.layout == layout && r.threads == threads).map(|r| r.mops.median)
+    }
+}
+
+impl Report for FalseSharingReport {
+    fn figures(&self) -> Vec<Figure> {
+        let mut f = Figure::lines(
+            "Threads with counters of their own: does it matter where the counters sit?",
+            "threads",
+            "increments (Mops/s, all threads; median, p25–p75)",
+        )
+        .log_y();
+        for layout in LAYOUTS {
+            let pts: Vec<Point> = self
+                .rows
+                .iter()
+                .filter(|r| r.layout == layout)
+                .map(|r| Point::spread(r.threads as f64, r.mops.median, r.mops.p25, r.mops.p75))
+                .collect();
+            if !pts.is_empty() {
+                f = f.series(Series::new(layout_label(layout), Style::Measured, pts));
+            }
+        }
+        vec![f.legend(crate::lab::Legend::LowerLeft)]
+    }
+
+    fn table(&self) -> Table {
+        let mut t = Table::new(
+            "False sharing",
+            &["layout", "threads", "median Mops/s", "p25–p75", "per thread", "counter stride"],
+        );
+        for r in &self.rows {
+            t.row(vec![
+                layout_label(&r.layout).into(),
+                r.threads.to_string(),
+                fmt_num(r.mops.median),
+                format!("{}–{}", fmt_num(r.mops.p25), fmt_num(r.mops.p75)),
+                fmt_num(r.mops.median / r.threads as f64),
+                if r.stride_bytes == 0 { "–".into() } else { format!("{} B", r.stride_bytes) },
+            ]);
+        }
+        t.note(format!(
+            "{} ms per sample, {} samples; {} CPUs.",
+            self.params.duration_ms, self.params.samples, self.cores
+        ));
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_parameters() {
+        for p in [
+            FalseSharing { threads: vec![0, 2], ..Default::default() },
+            FalseSharing { layouts: vec!["striped".into()], ..Default::default() },
+            FalseSharing { layouts: vec![], ..Default::default() },
+            FalseSharing { duration_ms: 1, ..Default::default() },
+            FalseSharing { samples: 100, ..Default::default() },
+        ] {
+            assert!(false_sharing(&p).is_err(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn measures_every_layout() {
+        let r = false_sharing(&FalseSharing { threads: vec![1, 2], duration_ms: 5, samples: 2, ..Default::default() })
+            .unwrap();
+        assert_eq!(r.rows.len(), 6);
+        assert!(r.rows.iter().all(|x| x.mops.median > 0.0));
+        assert!(r.rows.iter().any(|x| x.stride_bytes >= 64), "CachePadded puts counters a line apart");
+        assert!(r.median("padded", 2).is_some());
+        assert!(r.figure().to_svg().contains("<svg"));
+    }
+}

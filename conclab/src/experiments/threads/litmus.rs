@@ -1,0 +1,392 @@
+//! Litmus tests: tiny two-thread programs run many times, counting which outcomes the
+//! hardware and compiler really produce under each memory ordering.
+
+use super::common::{Rng, Stalled, spin_until, stats};
+use crate::lab::{Figure, ParamError, Report, Stats, Table, check_range, fmt_num};
+use crossbeam::utils::CachePadded;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::time::{Duration, Instant};
+
+/// Parameters of [`litmus`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Litmus {
+    /// Trials per run of the store-buffering test: 1_000..=10_000_000.
+    pub trials: usize,
+    /// Runs per ordering (the figure shows the median and quartiles over runs): 1..=51.
+    pub runs: usize,
+    /// Orderings to test, any of: "relaxed", "acq_rel" (Release stores, Acquire loads),
+    /// "seq_cst", "fence" (Relaxed accesses around a `fence(SeqCst)`).
+    pub orderings: Vec<String>,
+    /// Random delay before thread A's two operations, up to this many loop iterations
+    /// (a fraction of a nanosecond each; B waits up to an eighth of it): 0..=100_000.
+    /// A opens each round and B only sees it a cache-line hand-off later, so without a
+    /// delay A nearly always finishes first and the two threads' operations rarely overlap.
+    pub jitter: u32,
+    /// Also run the message-passing test (data, then a flag) per ordering.
+    pub message_passing: bool,
+}
+
+impl Default for Litmus {
+    fn default() -> Self {
+        Litmus {
+            trials: 200_000,
+            runs: 5,
+            orderings: KINDS.iter().map(|s| s.to_string()).collect(),
+            jitter: 2000,
+            message_passing: true,
+        }
+    }
+}
+
+/// The orderings [`litmus`] knows.
+pub const KINDS: [&str; 4] = ["relaxed", "acq_rel", "seq_cst", "fence"];
+
+/// Outcome names of the store-buffering test: what thread A read of `y`, and B of `x`.
+pub const OUTCOMES: [&str; 4] = ["a=0, b=0", "a=0, b=1", "a=1, b=0", "a=1, b=1"];
+
+impl Litmus {
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_range("trials", self.trials, 1_000..=10_000_000)?;
+        check_range("runs", self.runs, 1..=51)?;
+        if self.orderings.is_empty() || self.orderings.iter().any(|o| !KINDS.contains(&o.as_str())) {
+            return Err(ParamError::new(
+                "orderings",
+                "a non-empty list of: relaxed, acq_rel, seq_cst, fence",
+                &self.orderings,
+            ));
+        }
+        check_range("jitter", self.jitter, 0..=100_000)
+    }
+}
+
+/// How an ordering is named in figures and tables.
+pub fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "relaxed" => "Relaxed",
+        "acq_rel" => "Release / Acquire",
+        "seq_cst" => "SeqCst",
+        _ => "Relaxed + fence(SeqCst)",
+    }
+}
+
+/// Store-buffering results of one ordering.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SbRow {
+    pub ordering: String,
+    /// Counts of each outcome (in [`OUTCOMES`] order), one array per run.
+    pub counts: Vec<[u64; 4]>,
+    /// Each outcome's count per run, summarised over runs.
+    pub outcome_stats: Vec<Stats>,
+}
+
+impl SbRow {
+    /// Reordered outcomes (a=0, b=0) over all runs.
+    pub fn reordered(&self) -> u64 {
+        self.counts.iter().map(|c| c[0]).sum()
+    }
+}
+
+/// Message-passing results of one ordering.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MpRow {
+    pub ordering: String,
+    /// Times the reader saw a new flag value, over all runs.
+    pub observations: u64,
+    /// Of those, times the data it read next was older than the flag promised.
+    pub stale: u64,
+}
+
+/// Result of [`litmus`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LitmusReport {
+    pub params: Litmus,
+    pub sb: Vec<SbRow>,
+    pub mp: Vec<MpRow>,
+    /// The CPU architecture these ran on (`x86_64`, `aarch64`, …).
+    pub arch: String,
+}
+
+/// Runs two litmus tests on two threads for each ordering.
+///
+/// **Store buffering**: `x = y = 0`; thread A stores `x = 1` then reads `y`, thread B
+/// stores `y = 1` then reads `x`. In any interleaving of the four operations at least one
+/// thread reads a 1, so `a=0, b=0` is impossible under sequential consistency — yet a CPU
+/// with a store buffer (every x86) produces it when each load runs before the other
+/// thread's store has left its buffer. Only `SeqCst` (or a `SeqCst` fence between the two)
+/// forbids it. The threads stay alive for all trials and meet on a shared round counter,
+/// so a trial costs two cache-line hand-offs, not two thread spawns.
+///
+/// **Message passing**: A writes data then raises a flag; B waits for the flag then reads
+/// the data. With Release/Acquire B always sees the data; with Relaxed it may not — on
+/// ARM or POWER, never on x86, whose stores leave in program order.
+pub fn litmus(p: &Litmus) -> Result<LitmusReport, ParamError> {
+    p.validate()?;
+    let limit = Duration::from_secs(10) + Duration::from_micros(p.trials as u64 * 20);
+    let stalled =
+        |_| ParamError::new("trials", format!("a count this machine completes within {} s", limit.as_secs()), p.trials);
+    let mut sb = Vec::new();
+    let mut mp = Vec::new();
+    for kind in KINDS.iter().filter(|k| p.orderings.iter().any(|x| x == *k)) {
+        let mut counts = Vec::new();
+        for run in 0..p.runs {
+            counts
+                .push(store_buffering(kind, p.trials, p.jitter, run as u64, Instant::now() + limit).map_err(stalled)?);
+        }
+        let outcome_stats = (0..4).map(|o| stats(&counts.iter().map(|c| c[o] as f64).collect::<Vec<_>>())).collect();
+        sb.push(SbRow { ordering: kind.to_string(), counts, outcome_stats });
+        if p.message_passing {
+            let (mut observations, mut stale) = (0, 0);
+            for _ in 0..p.runs {
+                let (o, s) = message_passing(kind, p.trials, Instant::now() + limit).map_err(stalled)?;
+                observations += o;
+                stale += s;
+            }
+            mp.push(MpRow { ordering: kind.to_string(), observations, stale });
+        }
+    }
+    Ok(LitmusReport { params: p.clone(), sb, mp, arch: std::env::consts::ARCH.to_string() })
+}
+
+/// A thread's half of the store-buffering test: store 1 to `mine`, then read `other`.
+#[inline(always)]
+fn store_then_load(kind: &str, mine: &AtomicU32, other: &AtomicU32) -> u32 {
+    match kind {
+        "relaxed" => {
+            mine.store(1, Ordering::Relaxed);
+            other.load(Ordering::Relaxed)
+        }
+        "acq_rel" => {
+            mine.store(1, Ordering::Release);
+            other.load(Ordering::Acquire)
+        }
+        "seq_cst" => {
+            mine.store(1, Ordering::SeqCst);
+            other.load(Ordering::SeqCst)
+        }
+        _ => {
+            mine.store(1, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            other.load(Ordering::Relaxed)
+        }
+    }
+}
+
+#[inline(always)]
+fn delay(rng: &mut Rng, jitter: u32) {
+    if jitter > 0 {
+        for i in 0..rng.below(jitter as u64 + 1) {
+            std::hint::black_box(i);
+        }
+    }
+}
+
+/// `trials` store-buffering trials; counts per outcome, or `Err` past `deadline`.
+fn store_buffering(kind: &str, trials: usize, jitter: u32, seed: u64, deadline: Instant) -> Result<[u64; 4], Stalled> {
+    let x = CachePadded::new(AtomicU32::new(0));
+    let y = CachePadded::new(AtomicU32::new(0));
+    let round = CachePadded::new(AtomicU64::new(0));
+    let b_done = CachePadded::new(AtomicU64::new(0));
+    let (x, y, round, b_done) = (&*x, &*y, &*round, &*b_done);
+    std::thread::scope(|s| {
+        let a = s.spawn(move || {
+            let mut rng = Rng::new(2 * seed + 1);
+            let mut seen = Vec::with_capacity(trials);
+            for r in 1..=trials as u64 {
+                // B has finished round r-1: reset, then open round r.
+                spin_until(deadline, || b_done.load(Ordering::Acquire) == r - 1)?;
+                x.store(0, Ordering::Relaxed);
+                y.store(0, Ordering::Relaxed);
+                round.store(r, Ordering::Release);
+                delay(&mut rng, jitter);
+                seen.push(store_then_load(kind, x, y) as u8);
+            }
+            Ok::<_, Stalled>(seen)
+        });
+        let b = s.spawn(move || {
+            let mut rng = Rng::new(2 * seed + 2);
+            let mut seen = Vec::with_capacity(trials);
+            for r in 1..=trials as u64 {
+                if spin_until(deadline, || round.load(Ordering::Acquire) == r).is_err() {
+                    return Err(Stalled);
+                }
+                delay(&mut rng, jitter / 8);
+                seen.push(store_then_load(kind, y, x) as u8);
+                b_done.store(r, Ordering::Release);
+            }
+            Ok::<_, Stalled>(seen)
+        });
+        // Each side gives up by itself at the deadline, so both joins return.
+        let (ra, rb) = (a.join().map_err(|_| Stalled)??, b.join().map_err(|_| Stalled)??);
+        let mut counts = [0u64; 4];
+        for (a, b) in ra.iter().zip(&rb) {
+            counts[(*a as usize) * 2 + *b as usize] += 1;
+        }
+        Ok(counts)
+    })
+}
+
+/// The writer publishes 1..=trials (data, then flag); the reader checks the data each
+/// time it sees a new flag value. Returns (observations, stale reads).
+fn message_passing(kind: &str, trials: usize, deadline: Instant) -> Result<(u64, u64), Stalled> {
+    let data = CachePadded::new(AtomicU64::new(0));
+    let flag = CachePadded::new(AtomicU64::new(0));
+    let (data, flag) = (&*data, &*flag);
+    let n = trials as u64;
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for r in 1..=n {
+                data.store(r, Ordering::Relaxed);
+                match kind {
+                    "relaxed" => flag.store(r, Ordering::Relaxed),
+                    "acq_rel" => flag.store(r, Ordering::Release),
+                    "seq_cst" => flag.store(r, Ordering::SeqCst),
+                    _ => {
+                        fence(Ordering::Release);
+                        flag.store(r, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+        let reader = s.spawn(move || {
+            let (mut last, mut observations, mut stale) = (0u64, 0u64, 0u64);
+            let mut spins = 0u32;
+            while last < n {
+                let f = match kind {
+                    "relaxed" => flag.load(Ordering::Relaxed),
+                    "acq_rel" => flag.load(Ordering::Acquire),
+                    "seq_cst" => flag.load(Ordering::SeqCst),
+                    _ => {
+                        let f = flag.load(Ordering::Relaxed);
+                        fence(Ordering::Acquire);
+                        f
+                    }
+                };
+                let d = data.load(Ordering::Relaxed);
+                if f != last {
+                    observations += 1;
+                    stale += u64::from(d < f);
+                    last = f;
+                }
+                spins = spins.wrapping_add(1);
+                if spins.is_multiple_of(4096) && Instant::now() >= deadline {
+                    return Err(Stalled);
+                }
+            }
+            Ok((observations, stale))
+        });
+        reader.join().map_err(|_| Stalled)?
+    })
+}
+
+impl LitmusReport {
+    /// Median count of (a=0, b=0) per run for `ordering`.
+    pub fn reordered_median(&self, ordering: &str) -> Option<f64> {
+        self.sb.iter().find(|r| r.ordering == ordering).map(|r| r.outcome_stats[0].median)
+    }
+}
+
+impl Report for LitmusReport {
+    fn figures(&self) -> Vec<Figure> {
+        let mut f = Figure::bars(
+            "Store buffering: does the 'impossible' a=0, b=0 happen?",
+            "memory ordering of the stores and loads",
+            &format!("outcomes per run of {} trials (median, p25–p75)", fmt_num(self.params.trials as f64)),
+        )
+        .log_y();
+        for r in &self.sb {
+            for (o, name) in OUTCOMES.iter().enumerate() {
+                let s = &r.outcome_stats[o];
+                f = f.bar(kind_label(&r.ordering), name, s.median, Some((s.p25, s.p75)));
+            }
+        }
+        let never: Vec<&str> = self.sb.iter().filter(|r| r.reordered() == 0).map(|r| kind_label(&r.ordering)).collect();
+        if !never.is_empty() {
+            f = f.caption(format!(
+                "No blue bar: a=0, b=0 never happened with {} · log scale · {}",
+                never.join(", "),
+                crate::lab::MachineCard::current().caption()
+            ));
+        }
+        vec![f.legend(crate::lab::Legend::UpperRight)]
+    }
+
+    fn table(&self) -> Table {
+        let mut t = Table::new(
+            "Litmus tests",
+            &[
+                "ordering",
+                "SB a=0,b=0 (reordered)",
+                "a=0,b=1",
+                "a=1,b=0",
+                "a=1,b=1",
+                "reordered per million",
+                "MP stale / observed",
+            ],
+        );
+        for r in &self.sb {
+            let total: u64 = r.counts.iter().flat_map(|c| c.iter()).sum();
+            let sum = |o: usize| r.counts.iter().map(|c| c[o]).sum::<u64>().to_string();
+            let mp = self
+                .mp
+                .iter()
+                .find(|m| m.ordering == r.ordering)
+                .map_or("–".into(), |m| format!("{} / {}", m.stale, m.observations));
+            t.row(vec![
+                kind_label(&r.ordering).into(),
+                sum(0),
+                sum(1),
+                sum(2),
+                sum(3),
+                fmt_num(r.reordered() as f64 * 1e6 / total.max(1) as f64),
+                mp,
+            ]);
+        }
+        t.note(format!(
+            "{} runs × {} trials per ordering on {}; counts summed over runs. MP: message passing, a reader that saw \
+             the flag but read older data.",
+            self.params.runs, self.params.trials, self.arch
+        ));
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_parameters() {
+        for p in [
+            Litmus { trials: 10, ..Default::default() },
+            Litmus { runs: 0, ..Default::default() },
+            Litmus { orderings: vec!["consume".into()], ..Default::default() },
+            Litmus { jitter: 1 << 30, ..Default::default() },
+        ] {
+            assert!(litmus(&p).is_err(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn every_trial_has_one_outcome_and_seq_cst_never_reorders() {
+        let p = Litmus { trials: 3_000, runs: 2, ..Default::default() };
+        let r = litmus(&p).unwrap();
+        assert_eq!(r.sb.len(), 4);
+        for row in &r.sb {
+            for c in &row.counts {
+                assert_eq!(c.iter().sum::<u64>(), 3_000);
+            }
+        }
+        for k in ["seq_cst", "fence"] {
+            assert_eq!(r.sb.iter().find(|x| x.ordering == k).unwrap().reordered(), 0, "{k}");
+        }
+        for m in &r.mp {
+            assert!(m.observations > 0);
+            if m.ordering != "relaxed" {
+                assert_eq!(m.stale, 0, "{m:?}");
+            }
+        }
+        assert!(r.figure().to_svg().contains("<svg"));
+    }
+}

@@ -1,0 +1,239 @@
+//! What a memory ordering costs: a shared counter's `fetch_add` and a thread's own
+//! `store`, with each ordering, from one thread to more threads than cores.
+
+use super::common::{batched, run_for, stats, threads_error};
+use crate::experiments::intro::scaling::default_threads;
+use crate::lab::{
+    Figure, ParamError, Point, Report, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
+};
+use crossbeam::utils::CachePadded;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Parameters of [`orderings`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Orderings {
+    /// Thread counts, each 1..=256, at most 16 of them.
+    pub threads: Vec<usize>,
+    /// Orderings, any of: "relaxed", "release" (`Release` stores, `AcqRel` read-modify-writes),
+    /// "seq_cst".
+    pub orderings: Vec<String>,
+    /// How long each sample runs, in milliseconds: 5..=2000.
+    pub duration_ms: u64,
+    /// Samples per point: 1..=51.
+    pub samples: usize,
+}
+
+impl Default for Orderings {
+    fn default() -> Self {
+        Orderings {
+            threads: default_threads(cores()),
+            orderings: ORDERINGS.iter().map(|s| s.to_string()).collect(),
+            duration_ms: 25,
+            samples: 3,
+        }
+    }
+}
+
+/// The orderings [`orderings`] knows.
+pub const ORDERINGS: [&str; 3] = ["relaxed", "release", "seq_cst"];
+/// The two operations measured.
+pub const OPS: [&str; 2] = ["shared fetch_add", "own store"];
+
+impl Orderings {
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_list("threads", &self.threads, 16, 1..=256)?;
+        if self.orderings.is_empty() || self.orderings.iter().any(|o| !ORDERINGS.contains(&o.as_str())) {
+            return Err(ParamError::new(
+                "orderings",
+                "a non-empty list of: relaxed, release, seq_cst",
+                &self.orderings,
+            ));
+        }
+        check_range("duration_ms", self.duration_ms, 5..=2000)?;
+        check_range("samples", self.samples, 1..=51)
+    }
+}
+
+/// The ordering used for a read-modify-write and for a store, for a name of [`ORDERINGS`].
+fn rmw_and_store(name: &str) -> (Ordering, Ordering) {
+    match name {
+        "relaxed" => (Ordering::Relaxed, Ordering::Relaxed),
+        "release" => (Ordering::AcqRel, Ordering::Release),
+        _ => (Ordering::SeqCst, Ordering::SeqCst),
+    }
+}
+
+const RELAXED: u8 = 0;
+const RELEASE: u8 = 1;
+const SEQ_CST: u8 = 2;
+
+/// The orderings for a constant `K`: a compile-time choice, so each loop has one
+/// instruction sequence (an ordering only known at run time compiles to a `match`).
+const fn ordering_pair(k: u8) -> (Ordering, Ordering) {
+    match k {
+        RELAXED => (Ordering::Relaxed, Ordering::Relaxed),
+        RELEASE => (Ordering::AcqRel, Ordering::Release),
+        _ => (Ordering::SeqCst, Ordering::SeqCst),
+    }
+}
+
+fn shared_fetch_add<const K: u8>(t: usize, d: Duration) -> Result<super::common::Run, String> {
+    let c = AtomicU64::new(0);
+    run_for(t, d, |_, stop| {
+        batched(stop, || {
+            c.fetch_add(1, const { ordering_pair(K).0 });
+        })
+    })
+}
+
+fn own_store<const K: u8>(t: usize, d: Duration) -> Result<super::common::Run, String> {
+    let slots: Vec<CachePadded<AtomicU64>> = (0..t).map(|_| CachePadded::new(AtomicU64::new(0))).collect();
+    run_for(t, d, |i, stop| {
+        let s = &slots[i];
+        let mut v = 0u64;
+        batched(stop, || {
+            v += 1;
+            s.store(v, const { ordering_pair(K).1 });
+        })
+    })
+}
+
+/// How an operation with an ordering is named in figures, e.g. `fetch_add(AcqRel)`.
+pub fn op_label(op: &str, ordering: &str) -> String {
+    let (rmw, store) = rmw_and_store(ordering);
+    if op == OPS[0] { format!("fetch_add({rmw:?})") } else { format!("store({store:?})") }
+}
+
+/// One operation with one ordering at one thread count.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderingRow {
+    pub op: String,
+    pub ordering: String,
+    pub threads: usize,
+    /// Operations per second, millions, all threads together.
+    pub mops: Stats,
+}
+
+/// Result of [`orderings`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderingsReport {
+    pub params: Orderings,
+    pub cores: usize,
+    pub rows: Vec<OrderingRow>,
+}
+
+/// Measures two things per ordering: every thread doing `fetch_add(1)` on one shared
+/// counter (contended: the cache line moves between CPUs), and every thread storing
+/// into its own cache-padded slot (uncontended: only the ordering's own cost remains).
+/// On x86 every read-modify-write is a locked instruction whatever the ordering, and
+/// only a `SeqCst` store needs more than a plain move (an `xchg`); ARM differs.
+pub fn orderings(p: &Orderings) -> Result<OrderingsReport, ParamError> {
+    p.validate()?;
+    let d = Duration::from_millis(p.duration_ms);
+    let mut rows = Vec::new();
+    for op in OPS {
+        for name in ORDERINGS.iter().filter(|o| p.orderings.iter().any(|x| x == *o)) {
+            for &t in &p.threads {
+                let mut mops = Vec::new();
+                for _ in 0..p.samples {
+                    let run = match (op == OPS[0], *name) {
+                        (true, "relaxed") => shared_fetch_add::<RELAXED>(t, d),
+                        (true, "release") => shared_fetch_add::<RELEASE>(t, d),
+                        (true, _) => shared_fetch_add::<SEQ_CST>(t, d),
+                        (false, "relaxed") => own_store::<RELAXED>(t, d),
+                        (false, "release") => own_store::<RELEASE>(t, d),
+                        (false, _) => own_store::<SEQ_CST>(t, d),
+                    }
+                    .map_err(threads_error(t))?;
+                    mops.push(run.mops());
+                }
+                rows.push(OrderingRow { op: op.into(), ordering: name.to_string(), threads: t, mops: stats(&mops) });
+            }
+        }
+    }
+    Ok(OrderingsReport { params: p.clone(), cores: cores(), rows })
+}
+
+impl OrderingsReport {
+    /// Median Mops/s of `op` with `ordering` at `threads`.
+    pub fn median(&self, op: &str, ordering: &str, threads: usize) -> Option<f64> {
+        self.rows.iter().find(|r| r.op == op && r.ordering == ordering && r.threads == threads).map(|r| r.mops.median)
+    }
+
+    fn figure_for(&self, op: &str, title: &str) -> Figure {
+        let mut f = Figure::lines(title, "threads", &format!("{op} (Mops/s, all threads; median, p25–p75)"));
+        for name in ORDERINGS {
+            let pts: Vec<Point> = self
+                .rows
+                .iter()
+                .filter(|r| r.op == op && r.ordering == name)
+                .map(|r| Point::spread(r.threads as f64, r.mops.median, r.mops.p25, r.mops.p75))
+                .collect();
+            if !pts.is_empty() {
+                f = f.series(Series::new(op_label(op, name), Style::Measured, pts));
+            }
+        }
+        f
+    }
+}
+
+impl Report for OrderingsReport {
+    fn figures(&self) -> Vec<Figure> {
+        vec![
+            self.figure_for(OPS[0], "One shared counter: does the ordering matter, or the sharing?")
+                .legend(crate::lab::Legend::UpperRight),
+            self.figure_for(OPS[1], "Stores to a thread's own slot: what does SeqCst add?")
+                .log_y()
+                .legend(crate::lab::Legend::LowerRight),
+        ]
+    }
+
+    fn table(&self) -> Table {
+        let mut t = Table::new("Atomic operations by ordering", &["operation", "threads", "median Mops/s", "p25–p75"]);
+        for r in &self.rows {
+            t.row(vec![
+                op_label(&r.op, &r.ordering),
+                r.threads.to_string(),
+                fmt_num(r.mops.median),
+                format!("{}–{}", fmt_num(r.mops.p25), fmt_num(r.mops.p75)),
+            ]);
+        }
+        t.note(format!(
+            "{} ms per sample, {} samples; fetch_add on one counter shared by all threads, stores into one \
+             cache-padded slot per thread.",
+            self.params.duration_ms, self.params.samples
+        ));
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_parameters() {
+        assert!(orderings(&Orderings { orderings: vec!["acquire".into()], ..Default::default() }).is_err());
+        assert!(orderings(&Orderings { threads: vec![], ..Default::default() }).is_err());
+        assert!(orderings(&Orderings { duration_ms: 9999, ..Default::default() }).is_err());
+    }
+
+    #[test]
+    fn labels_name_the_real_orderings() {
+        assert_eq!(op_label(OPS[0], "release"), "fetch_add(AcqRel)");
+        assert_eq!(op_label(OPS[1], "release"), "store(Release)");
+        assert_eq!(op_label(OPS[1], "seq_cst"), "store(SeqCst)");
+    }
+
+    #[test]
+    fn measures_both_operations() {
+        let r =
+            orderings(&Orderings { threads: vec![1, 2], duration_ms: 5, samples: 1, ..Default::default() }).unwrap();
+        assert_eq!(r.rows.len(), 2 * 3 * 2);
+        assert!(r.median(OPS[1], "seq_cst", 2).unwrap() > 0.0);
+        assert_eq!(r.figures().len(), 2);
+    }
+}

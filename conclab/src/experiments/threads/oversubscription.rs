@@ -1,0 +1,288 @@
+//! Oversubscription: a fixed CPU-bound job over far more threads than cores, with and
+//! without the threads having to meet after every step, and the context switches it costs.
+
+use super::common::{TimedBarrier, stats};
+use crate::lab::os::Switches;
+use crate::lab::work::{busy, iters_per_ms};
+use crate::lab::{
+    Figure, ParamError, Point, Report, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
+};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+/// Parameters of [`oversubscription`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Oversubscription {
+    /// Thread counts, each 1..=1024, at most 16 of them; 1 must be among them (the baseline).
+    pub threads: Vec<usize>,
+    /// Single-thread CPU time of the whole job, in milliseconds: 1..=5000.
+    pub work_ms: u64,
+    /// Steps of the "lock-step" job: after each, every thread waits at a barrier for all
+    /// the others: 1..=10_000.
+    pub phases: usize,
+    /// Timed samples per point (after one warm-up): 1..=51.
+    pub samples: usize,
+    /// Jobs, any of: "independent" (each thread does its share in one go) and
+    /// "lock-step" (the shares are cut into `phases` steps with a barrier between them).
+    pub workloads: Vec<String>,
+}
+
+impl Default for Oversubscription {
+    fn default() -> Self {
+        Oversubscription {
+            threads: vec![1, 2, 4, 8, 16, 32, 64],
+            work_ms: 100,
+            phases: 100,
+            samples: 3,
+            workloads: WORKLOADS.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// The jobs [`oversubscription`] knows.
+pub const WORKLOADS: [&str; 2] = ["independent", "lock-step"];
+
+impl Oversubscription {
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_list("threads", &self.threads, 16, 1..=1024)?;
+        if !self.threads.contains(&1) {
+            return Err(ParamError::new("threads", "a list that includes 1 (the baseline)", &self.threads));
+        }
+        check_range("work_ms", self.work_ms, 1..=5000)?;
+        check_range("phases", self.phases, 1..=10_000)?;
+        check_range("samples", self.samples, 1..=51)?;
+        if self.workloads.is_empty() || self.workloads.iter().any(|w| !WORKLOADS.contains(&w.as_str())) {
+            return Err(ParamError::new("workloads", "a non-empty list of: independent, lock-step", &self.workloads));
+        }
+        Ok(())
+    }
+}
+
+/// One job at one thread count.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OversubscriptionRow {
+    pub workload: String,
+    pub threads: usize,
+    /// Wall time of the job in milliseconds (spawning and joining the threads included).
+    pub millis: Stats,
+    /// Median single-thread time / median time here.
+    pub speedup: f64,
+    /// Context switches of all threads together per run (median over samples).
+    pub voluntary: f64,
+    pub involuntary: f64,
+}
+
+/// Result of [`oversubscription`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OversubscriptionReport {
+    pub params: Oversubscription,
+    pub cores: usize,
+    pub rows: Vec<OversubscriptionRow>,
+}
+
+/// Splits a fixed job (`work_ms` of single-thread CPU time) over each thread count and
+/// measures its wall time and the context switches of its threads. "independent": each
+/// thread computes its share and ends. "lock-step": the shares are cut into `phases`
+/// steps and every thread waits for all others after each step (a barrier with a
+/// timeout), as iterative numerical codes do.
+pub fn oversubscription(p: &Oversubscription) -> Result<OversubscriptionReport, ParamError> {
+    p.validate()?;
+    let total = p.work_ms * iters_per_ms();
+    let mut rows = Vec::new();
+    for workload in WORKLOADS.iter().filter(|w| p.workloads.iter().any(|x| x == *w)) {
+        let lock_step = *workload == "lock-step";
+        let mut base = None;
+        for &t in &p.threads {
+            let (mut ms, mut vol, mut invol) = (Vec::new(), Vec::new(), Vec::new());
+            for i in 0..=p.samples {
+                let (d, sw) = job(total, t, if lock_step { p.phases } else { 1 })
+                    .map_err(|e| ParamError::new("threads", format!("counts this machine can run ({e})"), t))?;
+                if i > 0 {
+                    ms.push(d.as_secs_f64() * 1e3);
+                    vol.push(sw.voluntary as f64);
+                    invol.push(sw.involuntary as f64);
+                }
+            }
+            let millis = stats(&ms);
+            if t == 1 {
+                base = Some(millis.median);
+            }
+            rows.push(OversubscriptionRow {
+                workload: workload.to_string(),
+                threads: t,
+                millis,
+                speedup: 0.0,
+                voluntary: stats(&vol).median,
+                involuntary: stats(&invol).median,
+            });
+        }
+        let base = base.expect("validated: 1 is among the counts");
+        for r in rows.iter_mut().filter(|r| r.workload == *workload) {
+            r.speedup = base / r.millis.median;
+        }
+    }
+    Ok(OversubscriptionReport { params: p.clone(), cores: cores(), rows })
+}
+
+/// Runs the job once on `t` threads in `phases` steps (1: no barrier).
+fn job(total: u64, t: usize, phases: usize) -> Result<(Duration, Switches), String> {
+    let step = (total / (t as u64 * phases as u64)).max(1);
+    let barrier = TimedBarrier::new(t);
+    let start = Instant::now();
+    let result = std::thread::scope(|s| {
+        let mut handles = Vec::with_capacity(t);
+        for i in 0..t {
+            let barrier = &barrier;
+            let h = std::thread::Builder::new().spawn_scoped(s, move || {
+                let before = Switches::this_thread();
+                for _ in 0..phases {
+                    busy(step, i as u64);
+                    if phases > 1 && barrier.wait(Duration::from_secs(10)).is_err() {
+                        return Err("a barrier wait timed out".to_string());
+                    }
+                }
+                Ok(Switches::this_thread().since(before))
+            });
+            match h {
+                Ok(h) => handles.push(h),
+                // The threads already started time out at the barrier and end by themselves.
+                Err(e) => return Err(format!("the OS refused thread {} ({e})", i + 1)),
+            }
+        }
+        let mut sw = Switches::default();
+        for h in handles {
+            sw = sw + h.join().map_err(|_| "a worker panicked".to_string())??;
+        }
+        Ok(sw)
+    });
+    result.map(|sw| (start.elapsed(), sw))
+}
+
+impl OversubscriptionReport {
+    /// Speedup of `workload` at `threads`.
+    pub fn speedup(&self, workload: &str, threads: usize) -> Option<f64> {
+        self.rows.iter().find(|r| r.workload == workload && r.threads == threads).map(|r| r.speedup)
+    }
+}
+
+impl Report for OversubscriptionReport {
+    fn figures(&self) -> Vec<Figure> {
+        let max_t = self.params.threads.iter().copied().max().unwrap_or(1);
+        let mut f = Figure::lines(
+            &format!("More threads than cores ({}): free, or a cost?", self.cores),
+            "threads",
+            "speedup over 1 thread (×; median, p25–p75)",
+        )
+        .log_x();
+        let n = self.cores as f64;
+        let mut xs: Vec<f64> = self.params.threads.iter().map(|t| *t as f64).collect();
+        xs.push(n);
+        xs.sort_by(f64::total_cmp);
+        xs.dedup();
+        f = f.series(Series::new(
+            "ideal: linear up to the cores, flat after",
+            Style::Ideal,
+            xs.iter().filter(|x| **x <= max_t as f64).map(|x| Point::new(*x, x.min(n))).collect(),
+        ));
+        for w in WORKLOADS {
+            let pts: Vec<Point> = self
+                .rows
+                .iter()
+                .filter(|r| r.workload == w)
+                .map(|r| {
+                    let m = r.millis.median;
+                    Point::spread(
+                        r.threads as f64,
+                        r.speedup,
+                        r.speedup * m / r.millis.p75,
+                        r.speedup * m / r.millis.p25,
+                    )
+                })
+                .collect();
+            if !pts.is_empty() {
+                f = f.series(Series::new(workload_label(w, self.params.phases), Style::Measured, pts));
+            }
+        }
+        let mut g = Figure::lines(
+            "Context switches the job needed",
+            "threads",
+            "context switches per run, all threads (median)",
+        )
+        .log_x()
+        .log_y();
+        for w in WORKLOADS {
+            for (kind, pick) in [("voluntary", true), ("involuntary", false)] {
+                let pts: Vec<Point> = self
+                    .rows
+                    .iter()
+                    .filter(|r| r.workload == w)
+                    .map(|r| Point::new(r.threads as f64, if pick { r.voluntary } else { r.involuntary }))
+                    .collect();
+                if !pts.is_empty() {
+                    g = g.series(Series::new(format!("{w}: {kind}"), Style::Measured, pts));
+                }
+            }
+        }
+        g = g.note("Points at zero switches are left out (log scale).");
+        vec![f.legend(crate::lab::Legend::LowerLeft), g.legend(crate::lab::Legend::UpperLeft)]
+    }
+
+    fn table(&self) -> Table {
+        let mut t = Table::new(
+            "Oversubscription",
+            &["job", "threads", "median ms", "p25–p75 ms", "speedup", "voluntary switches", "involuntary switches"],
+        );
+        for r in &self.rows {
+            t.row(vec![
+                r.workload.clone(),
+                r.threads.to_string(),
+                fmt_num(r.millis.median),
+                format!("{}–{}", fmt_num(r.millis.p25), fmt_num(r.millis.p75)),
+                format!("{}×", fmt_num(r.speedup)),
+                fmt_num(r.voluntary),
+                fmt_num(r.involuntary),
+            ]);
+        }
+        t.note(format!(
+            "{} ms of single-thread work, lock-step in {} phases; {} samples; {} CPUs. Thread start and join are \
+             inside the time.",
+            self.params.work_ms, self.params.phases, self.params.samples, self.cores
+        ));
+        t
+    }
+}
+
+fn workload_label(w: &str, phases: usize) -> String {
+    if w == "lock-step" { format!("lock-step ({phases} barriers)") } else { "independent shares".into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_parameters() {
+        for p in [
+            Oversubscription { threads: vec![2, 4], ..Default::default() },
+            Oversubscription { threads: vec![1, 5000], ..Default::default() },
+            Oversubscription { work_ms: 0, ..Default::default() },
+            Oversubscription { phases: 0, ..Default::default() },
+            Oversubscription { workloads: vec!["io".into()], ..Default::default() },
+        ] {
+            assert!(oversubscription(&p).is_err(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn lock_step_switches_more_than_independent() {
+        let p = Oversubscription { threads: vec![1, 8], work_ms: 20, phases: 50, samples: 1, ..Default::default() };
+        let r = oversubscription(&p).unwrap();
+        assert_eq!(r.rows.len(), 4);
+        assert_eq!(r.speedup("independent", 1), Some(1.0));
+        let get = |w: &str| r.rows.iter().find(|x| x.workload == w && x.threads == 8).unwrap().voluntary;
+        // 8 threads meeting 50 times must block at the barrier: many voluntary switches.
+        assert!(get("lock-step") > get("independent"), "{:?}", r.rows);
+        assert_eq!(r.figures().len(), 2);
+    }
+}

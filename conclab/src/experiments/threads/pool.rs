@@ -1,0 +1,303 @@
+//! Creation vs reuse: a new thread per work item against handing items to threads that
+//! already exist (a rayon `ThreadPool` and the hand-built `primitives::ThreadPool`).
+
+use crate::lab::work::{busy, iters_per_ms};
+use crate::lab::{
+    Figure, ParamError, Point, Report, Sampling, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
+};
+use crate::primitives::ThreadPool;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Parameters of [`pool_vs_spawn`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolVsSpawn {
+    /// CPU work per item, in nanoseconds: each 10..=10_000_000, at most 8 sizes.
+    pub work_ns: Vec<u64>,
+    /// Items per sample: 1..=100_000.
+    pub items: usize,
+    /// Threads of each pool: 1..=256.
+    pub pool_threads: usize,
+    /// Timed samples per point (after one warm-up): 1..=51.
+    pub samples: usize,
+    /// Methods, any of: "spawn" (a thread per item), "rayon" (`rayon::ThreadPool::scope`
+    /// spawns), "pool" (`conclab::primitives::ThreadPool::execute`).
+    pub methods: Vec<String>,
+}
+
+impl Default for PoolVsSpawn {
+    fn default() -> Self {
+        PoolVsSpawn {
+            work_ns: vec![100, 1_000, 10_000, 100_000],
+            items: 500,
+            pool_threads: cores(),
+            samples: 5,
+            methods: METHODS.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// The methods [`pool_vs_spawn`] knows.
+pub const METHODS: [&str; 3] = ["spawn", "rayon", "pool"];
+
+impl PoolVsSpawn {
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_list("work_ns", &self.work_ns, 8, 10..=10_000_000)?;
+        check_range("items", self.items, 1..=100_000)?;
+        check_range("pool_threads", self.pool_threads, 1..=256)?;
+        check_range("samples", self.samples, 1..=51)?;
+        if self.methods.is_empty() || self.methods.iter().any(|m| !METHODS.contains(&m.as_str())) {
+            return Err(ParamError::new("methods", "a non-empty list of: spawn, rayon, pool", &self.methods));
+        }
+        let cpu_ms = self.work_ns.iter().max().copied().unwrap_or(0) as f64 * self.items as f64 / 1e6;
+        if cpu_ms > 20_000.0 {
+            return Err(ParamError::new(
+                "items",
+                format!(
+                    "a count whose largest job (items × work_ns) stays under 20 s of CPU, here ≤ {}",
+                    (20e9 / self.work_ns.iter().max().copied().unwrap_or(1) as f64) as u64
+                ),
+                self.items,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How a method is named in figures and tables.
+pub fn method_label(method: &str) -> &'static str {
+    match method {
+        "spawn" => "thread::spawn per item",
+        "rayon" => "rayon ThreadPool (scope spawn)",
+        _ => "hand-built ThreadPool (execute)",
+    }
+}
+
+/// One method at one work size.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PoolRow {
+    pub method: String,
+    pub work_ns: u64,
+    /// Wall time per item, microseconds.
+    pub micros_per_item: Stats,
+}
+
+/// Result of [`pool_vs_spawn`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PoolVsSpawnReport {
+    pub params: PoolVsSpawn,
+    pub cores: usize,
+    pub rows: Vec<PoolRow>,
+    /// Microseconds to build and drop (join) each pool once: (method, µs).
+    pub build_and_drop_us: Vec<(String, f64)>,
+}
+
+/// Runs `items` independent CPU-bound items of each size three ways and reports the wall
+/// time per item: a new thread per item (all spawned, then all joined), spawns into a
+/// rayon pool's scope, and `execute` on the hand-built pool. The pools are built once per
+/// call, outside the clock (their build-and-drop cost is reported apart), and dropped —
+/// with every worker joined — before the call returns.
+pub fn pool_vs_spawn(p: &PoolVsSpawn) -> Result<PoolVsSpawnReport, ParamError> {
+    p.validate()?;
+    let per_ns = iters_per_ms() as f64 / 1e6;
+    let sampling = Sampling { warmup: 1, samples: p.samples };
+    let pool_err =
+        |e: std::io::Error| ParamError::new("pool_threads", format!("a count the OS can start ({e})"), p.pool_threads);
+    let mut build_and_drop_us = Vec::new();
+    let mut rows = Vec::new();
+    for method in METHODS.iter().filter(|m| p.methods.iter().any(|x| x == *m)) {
+        let rayon_pool;
+        let own_pool;
+        match *method {
+            "rayon" => {
+                let t = Instant::now();
+                drop(
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(p.pool_threads)
+                        .build()
+                        .map_err(|e| pool_err(std::io::Error::other(e)))?,
+                );
+                build_and_drop_us.push((method.to_string(), t.elapsed().as_secs_f64() * 1e6));
+                rayon_pool = Some(
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(p.pool_threads)
+                        .build()
+                        .map_err(|e| pool_err(std::io::Error::other(e)))?,
+                );
+                own_pool = None;
+            }
+            "pool" => {
+                let t = Instant::now();
+                drop(ThreadPool::new(p.pool_threads).map_err(pool_err)?);
+                build_and_drop_us.push((method.to_string(), t.elapsed().as_secs_f64() * 1e6));
+                own_pool = Some(ThreadPool::new(p.pool_threads).map_err(pool_err)?);
+                rayon_pool = None;
+            }
+            _ => {
+                rayon_pool = None;
+                own_pool = None;
+            }
+        }
+        for &w in &p.work_ns {
+            let iters = ((w as f64 * per_ns) as u64).max(1);
+            let mut failed: Option<String> = None;
+            let stats = sampling.measure(|| {
+                let t = Instant::now();
+                let r = match (&rayon_pool, &own_pool) {
+                    (Some(pool), _) => {
+                        pool.scope(|s| {
+                            for i in 0..p.items {
+                                s.spawn(move |_| {
+                                    busy(iters, i as u64);
+                                });
+                            }
+                        });
+                        Ok(())
+                    }
+                    (_, Some(pool)) => run_on_pool(pool, p.items, iters),
+                    _ => spawn_each(p.items, iters),
+                };
+                if let Err(e) = r {
+                    failed = Some(e);
+                }
+                t.elapsed()
+            });
+            if let Some(e) = failed {
+                return Err(ParamError::new("items", format!("a count this machine completes ({e})"), p.items));
+            }
+            rows.push(PoolRow {
+                method: method.to_string(),
+                work_ns: w,
+                micros_per_item: stats.scaled(1e6 / p.items as f64),
+            });
+        }
+        drop(rayon_pool); // joins its workers
+        drop(own_pool); // joins its workers
+    }
+    Ok(PoolVsSpawnReport { params: p.clone(), cores: cores(), rows, build_and_drop_us })
+}
+
+fn spawn_each(items: usize, iters: u64) -> Result<(), String> {
+    let mut handles = Vec::with_capacity(items);
+    let mut error = None;
+    for i in 0..items {
+        match std::thread::Builder::new().spawn(move || busy(iters, i as u64)) {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    error.map_or(Ok(()), Err)
+}
+
+fn run_on_pool(pool: &ThreadPool, items: usize, iters: u64) -> Result<(), String> {
+    let left = Arc::new(AtomicUsize::new(items));
+    let (tx, rx) = mpsc::channel();
+    for i in 0..items {
+        let (left, tx) = (left.clone(), tx.clone());
+        pool.execute(move || {
+            busy(iters, i as u64);
+            if left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                let _ = tx.send(());
+            }
+        });
+    }
+    rx.recv_timeout(Duration::from_secs(60)).map_err(|_| "the pool did not finish within 60 s".to_string())
+}
+
+impl PoolVsSpawnReport {
+    /// Median µs per item for `method` at `work_ns`.
+    pub fn median(&self, method: &str, work_ns: u64) -> Option<f64> {
+        self.rows.iter().find(|r| r.method == method && r.work_ns == work_ns).map(|r| r.micros_per_item.median)
+    }
+}
+
+impl Report for PoolVsSpawnReport {
+    fn figures(&self) -> Vec<Figure> {
+        let mut f = Figure::lines(
+            "A new thread per item, or a pool: when does creation cost dominate?",
+            "CPU work per item (µs)",
+            "wall time per item (µs; median, p25–p75)",
+        )
+        .log_x()
+        .log_y();
+        let n = self.params.pool_threads.min(self.cores).max(1) as f64;
+        let ideal: Vec<Point> =
+            self.params.work_ns.iter().map(|w| Point::new(*w as f64 / 1e3, *w as f64 / 1e3 / n)).collect();
+        f = f.series(Series::new(format!("ideal: work ÷ {n} cores, no overhead"), Style::Ideal, ideal));
+        for method in METHODS {
+            let pts: Vec<Point> = self
+                .rows
+                .iter()
+                .filter(|r| r.method == method)
+                .map(|r| {
+                    let s = &r.micros_per_item;
+                    Point::spread(r.work_ns as f64 / 1e3, s.median, s.p25, s.p75)
+                })
+                .collect();
+            if !pts.is_empty() {
+                f = f.series(Series::new(method_label(method), Style::Measured, pts));
+            }
+        }
+        vec![f.legend(crate::lab::Legend::UpperLeft)]
+    }
+
+    fn table(&self) -> Table {
+        let mut t = Table::new("Pool vs spawn", &["method", "work per item", "median µs per item", "p25–p75 µs"]);
+        for r in &self.rows {
+            t.row(vec![
+                method_label(&r.method).into(),
+                format!("{} µs", fmt_num(r.work_ns as f64 / 1e3)),
+                fmt_num(r.micros_per_item.median),
+                format!("{}–{}", fmt_num(r.micros_per_item.p25), fmt_num(r.micros_per_item.p75)),
+            ]);
+        }
+        for (m, us) in &self.build_and_drop_us {
+            t.note(format!("{}: building and dropping the pool once took {} µs.", method_label(m), fmt_num(*us)));
+        }
+        t.note(format!(
+            "{} items per sample, {} samples, pools of {} threads on {} CPUs.",
+            self.params.items, self.params.samples, self.params.pool_threads, self.cores
+        ));
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_parameters() {
+        for p in [
+            PoolVsSpawn { work_ns: vec![1], ..Default::default() },
+            PoolVsSpawn { items: 0, ..Default::default() },
+            PoolVsSpawn { pool_threads: 0, ..Default::default() },
+            PoolVsSpawn { methods: vec!["fork".into()], ..Default::default() },
+            PoolVsSpawn { work_ns: vec![10_000_000], items: 100_000, ..Default::default() },
+        ] {
+            assert!(pool_vs_spawn(&p).is_err(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn small_items_are_cheaper_on_a_pool() {
+        let p =
+            PoolVsSpawn { work_ns: vec![100, 10_000], items: 200, pool_threads: 2, samples: 3, ..Default::default() };
+        let r = pool_vs_spawn(&p).unwrap();
+        assert_eq!(r.rows.len(), 6);
+        assert_eq!(r.build_and_drop_us.len(), 2);
+        assert!(r.median("pool", 100).unwrap() < r.median("spawn", 100).unwrap());
+        assert!(r.median("rayon", 100).unwrap() < r.median("spawn", 100).unwrap());
+        assert!(r.figure().to_svg().contains("<svg"));
+    }
+}

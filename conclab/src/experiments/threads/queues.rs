@@ -1,0 +1,321 @@
+//! Lock-free vs locked queues: producers hand items to consumers through
+//! `crossbeam::queue::ArrayQueue`, `SegQueue`, and a `Mutex<VecDeque>`.
+
+use super::common::stats;
+use crate::lab::{Figure, ParamError, Report, Stats, Table, check_list, check_range, fmt_num};
+use crossbeam::queue::{ArrayQueue, SegQueue};
+use crossbeam::utils::Backoff;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Parameters of [`queues`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Queues {
+    /// Producer/consumer pairs to run: each 1..=64, at most 8 values (2 means two
+    /// producers and two consumers).
+    pub pairs: Vec<usize>,
+    /// Items passed through the queue per sample: 1_000..=10_000_000.
+    pub items: usize,
+    /// Queues, any of: "array" (`ArrayQueue`, bounded, lock-free), "seg" (`SegQueue`,
+    /// unbounded, lock-free), "mutex" (`Mutex<VecDeque>`).
+    pub queues: Vec<String>,
+    /// Capacity of the bounded `ArrayQueue`: 1..=1_000_000.
+    pub capacity: usize,
+    /// Timed samples per point: 1..=51.
+    pub samples: usize,
+}
+
+impl Default for Queues {
+    fn default() -> Self {
+        Queues {
+            pairs: vec![1, 2, 4],
+            items: 500_000,
+            queues: QUEUES.iter().map(|s| s.to_string()).collect(),
+            capacity: 1024,
+            samples: 5,
+        }
+    }
+}
+
+/// The queues [`queues`] knows.
+pub const QUEUES: [&str; 3] = ["array", "seg", "mutex"];
+
+impl Queues {
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_list("pairs", &self.pairs, 8, 1..=64)?;
+        check_range("items", self.items, 1_000..=10_000_000)?;
+        if self.queues.is_empty() || self.queues.iter().any(|q| !QUEUES.contains(&q.as_str())) {
+            return Err(ParamError::new("queues", "a non-empty list of: array, seg, mutex", &self.queues));
+        }
+        check_range("capacity", self.capacity, 1..=1_000_000)?;
+        check_range("samples", self.samples, 1..=51)
+    }
+}
+
+/// How a queue is named in figures and tables.
+pub fn queue_label(q: &str) -> &'static str {
+    match q {
+        "array" => "ArrayQueue (lock-free, bounded)",
+        "seg" => "SegQueue (lock-free, unbounded)",
+        _ => "Mutex<VecDeque>",
+    }
+}
+
+/// One queue with one number of producer/consumer pairs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueRow {
+    pub queue: String,
+    pub pairs: usize,
+    /// Items through the queue per second, millions (push to pop, all threads).
+    pub mops: Stats,
+    /// Whether every item pushed was popped exactly once (summed values match).
+    pub exact: bool,
+}
+
+/// Result of [`queues`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueuesReport {
+    pub params: Queues,
+    pub rows: Vec<QueueRow>,
+}
+
+/// The two operations every queue here offers.
+trait Queue: Sync {
+    fn push(&self, v: u64) -> Result<(), u64>;
+    fn pop(&self) -> Option<u64>;
+}
+
+impl Queue for ArrayQueue<u64> {
+    fn push(&self, v: u64) -> Result<(), u64> {
+        ArrayQueue::push(self, v)
+    }
+    fn pop(&self) -> Option<u64> {
+        ArrayQueue::pop(self)
+    }
+}
+
+impl Queue for SegQueue<u64> {
+    fn push(&self, v: u64) -> Result<(), u64> {
+        SegQueue::push(self, v);
+        Ok(())
+    }
+    fn pop(&self) -> Option<u64> {
+        SegQueue::pop(self)
+    }
+}
+
+impl Queue for Mutex<VecDeque<u64>> {
+    fn push(&self, v: u64) -> Result<(), u64> {
+        self.lock().unwrap_or_else(|e| e.into_inner()).push_back(v);
+        Ok(())
+    }
+    fn pop(&self) -> Option<u64> {
+        self.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+    }
+}
+
+/// `pairs` producers push the numbers 1..=items between them; `pairs` consumers pop until
+/// the producers are done and the queue is empty. Producers facing a full `ArrayQueue`
+/// and consumers facing an empty queue back off (spin, then yield). Throughput is items
+/// per second of wall time; the popped values are summed and checked.
+pub fn queues(p: &Queues) -> Result<QueuesReport, ParamError> {
+    p.validate()?;
+    let limit = Duration::from_secs(20);
+    let mut rows = Vec::new();
+    for q in QUEUES.iter().filter(|q| p.queues.iter().any(|x| x == *q)) {
+        for &n in &p.pairs {
+            let mut mops = Vec::new();
+            let mut exact = true;
+            for _ in 0..p.samples {
+                let r = match *q {
+                    "array" => pass(&ArrayQueue::new(p.capacity), n, p.items, limit),
+                    "seg" => pass(&SegQueue::new(), n, p.items, limit),
+                    _ => pass(&Mutex::new(VecDeque::new()), n, p.items, limit),
+                };
+                let (secs, ok) =
+                    r.map_err(|e| ParamError::new("items", format!("a count passed within 20 s ({e})"), p.items))?;
+                exact &= ok;
+                mops.push(p.items as f64 / secs / 1e6);
+            }
+            rows.push(QueueRow { queue: q.to_string(), pairs: n, mops: stats(&mops), exact });
+        }
+    }
+    Ok(QueuesReport { params: p.clone(), rows })
+}
+
+/// One sample: seconds from start to the last pop, and whether the sum checked out.
+fn pass<Q: Queue>(q: &Q, pairs: usize, items: usize, limit: Duration) -> Result<(f64, bool), String> {
+    let producing = AtomicUsize::new(pairs);
+    let go = AtomicBool::new(false);
+    let deadline = Instant::now() + limit;
+    let per = items / pairs;
+    std::thread::scope(|s| {
+        let mut producers = Vec::new();
+        let mut consumers = Vec::new();
+        let mut failed = None;
+        for k in 0..pairs {
+            let (producing, go) = (&producing, &go);
+            let lo = k * per + 1;
+            let hi = if k + 1 == pairs { items } else { (k + 1) * per };
+            let pr = std::thread::Builder::new().spawn_scoped(s, move || {
+                while !go.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                }
+                let mut result = Ok(());
+                'items: for v in lo as u64..=hi as u64 {
+                    let backoff = Backoff::new();
+                    let mut v = v;
+                    while let Err(back) = q.push(v) {
+                        v = back;
+                        if backoff.is_completed() && Instant::now() >= deadline {
+                            result = Err("producers stalled".to_string());
+                            break 'items;
+                        }
+                        backoff.snooze();
+                    }
+                }
+                producing.fetch_sub(1, Ordering::AcqRel);
+                result
+            });
+            let co = std::thread::Builder::new().spawn_scoped(s, move || {
+                while !go.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                }
+                let (mut sum, backoff) = (0u64, Backoff::new());
+                loop {
+                    if let Some(v) = q.pop() {
+                        sum += v;
+                        backoff.reset();
+                    } else if producing.load(Ordering::Acquire) == 0 {
+                        // Nothing more will be pushed: drain what is left, then stop.
+                        while let Some(v) = q.pop() {
+                            sum += v;
+                        }
+                        return Ok((sum, Instant::now()));
+                    } else {
+                        if backoff.is_completed() && Instant::now() >= deadline {
+                            return Err("consumers stalled".to_string());
+                        }
+                        backoff.snooze();
+                    }
+                }
+            });
+            match (pr, co) {
+                (Ok(a), Ok(b)) => {
+                    producers.push(a);
+                    consumers.push(b);
+                }
+                (a, b) => {
+                    failed = Some("the OS refused a thread".to_string());
+                    // A half-started pair still has to end: count the producer as done.
+                    if let Ok(a) = a {
+                        producers.push(a);
+                    } else {
+                        producing.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    if let Ok(b) = b {
+                        consumers.push(b);
+                    }
+                    // The pairs not started yet will never produce.
+                    producing.fetch_sub(pairs - k - 1, Ordering::AcqRel);
+                    break;
+                }
+            }
+        }
+        let t0 = Instant::now();
+        go.store(true, Ordering::Release);
+        for h in producers {
+            if let Err(e) = h.join().unwrap_or_else(|_| Err("a producer panicked".into())) {
+                failed = failed.or(Some(e));
+            }
+        }
+        let (mut sum, mut end) = (0u64, t0);
+        for h in consumers {
+            match h.join().unwrap_or_else(|_| Err("a consumer panicked".into())) {
+                Ok((s, t)) => {
+                    sum += s;
+                    end = end.max(t);
+                }
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => {
+                let n = items as u64;
+                Ok(((end - t0).as_secs_f64().max(1e-9), sum == n * (n + 1) / 2))
+            }
+        }
+    })
+}
+
+impl QueuesReport {
+    /// Median Mops/s of `queue` with `pairs` producer/consumer pairs.
+    pub fn median(&self, queue: &str, pairs: usize) -> Option<f64> {
+        self.rows.iter().find(|r| r.queue == queue && r.pairs == pairs).map(|r| r.mops.median)
+    }
+}
+
+impl Report for QueuesReport {
+    fn figures(&self) -> Vec<Figure> {
+        let mut f = Figure::bars(
+            "Passing items between threads: lock-free queues vs a locked VecDeque",
+            "producers + consumers",
+            "items through the queue (millions/s; median, p25–p75)",
+        );
+        for r in &self.rows {
+            let group = format!("{} + {}", r.pairs, r.pairs);
+            f = f.bar(&group, queue_label(&r.queue), r.mops.median, Some((r.mops.p25, r.mops.p75)));
+        }
+        vec![f.legend(crate::lab::Legend::UpperRight)]
+    }
+
+    fn table(&self) -> Table {
+        let mut t =
+            Table::new("Queues", &["queue", "producers + consumers", "median M items/s", "p25–p75", "all items once"]);
+        for r in &self.rows {
+            t.row(vec![
+                queue_label(&r.queue).into(),
+                format!("{} + {}", r.pairs, r.pairs),
+                fmt_num(r.mops.median),
+                format!("{}–{}", fmt_num(r.mops.p25), fmt_num(r.mops.p75)),
+                if r.exact { "yes" } else { "NO" }.into(),
+            ]);
+        }
+        t.note(format!(
+            "{} items per sample, {} samples; ArrayQueue capacity {}.",
+            self.params.items, self.params.samples, self.params.capacity
+        ));
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_parameters() {
+        for p in [
+            Queues { pairs: vec![0], ..Default::default() },
+            Queues { items: 5, ..Default::default() },
+            Queues { queues: vec!["stack".into()], ..Default::default() },
+            Queues { capacity: 0, ..Default::default() },
+        ] {
+            assert!(queues(&p).is_err(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn every_item_arrives_exactly_once() {
+        let p = Queues { pairs: vec![1, 3], items: 20_000, capacity: 16, samples: 2, ..Default::default() };
+        let r = queues(&p).unwrap();
+        assert_eq!(r.rows.len(), 6);
+        assert!(r.rows.iter().all(|x| x.exact && x.mops.median > 0.0), "{:?}", r.rows);
+        assert!(r.figure().to_svg().contains("<svg"));
+    }
+}
