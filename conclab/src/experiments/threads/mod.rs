@@ -3,27 +3,41 @@
 pub mod capture;
 mod common;
 pub mod contention;
+pub mod deadlock;
 pub mod false_sharing;
+pub mod lifecycle;
 pub mod litmus;
 pub mod orderings;
 pub mod oversubscription;
+pub mod philosophers;
 pub mod pool;
 pub mod queues;
+pub mod strategies;
 
 pub use capture::{CaptureCost, CaptureCostReport, capture_cost};
 pub use contention::{LockContention, LockContentionReport, lock_contention};
+pub use deadlock::{Deadlock, DeadlockReport, deadlock};
 pub use false_sharing::{FalseSharing, FalseSharingReport, false_sharing};
+pub use lifecycle::{Lifecycle, LifecycleReport, lifecycle};
 pub use litmus::{Litmus, LitmusReport, litmus};
 pub use orderings::{Orderings, OrderingsReport, orderings};
 pub use oversubscription::{Oversubscription, OversubscriptionReport, oversubscription};
+pub use philosophers::{Philosophers, PhilosophersReport, philosophers};
 pub use pool::{PoolVsSpawn, PoolVsSpawnReport, pool_vs_spawn};
 pub use queues::{Queues, QueuesReport, queues};
+pub use strategies::{LockStrategies, LockStrategiesReport, lock_strategies};
 
 use crate::experiments::registry::Experiment;
 
 /// This notebook's experiments, for the CLI's registry.
 pub fn experiments() -> Vec<Experiment> {
     vec![
+        Experiment::new(
+            "lifecycle",
+            "03-threads",
+            "thread count over time: a detached thread outliving its handle, then scoped threads joined by their scope",
+            lifecycle,
+        ),
         Experiment::new(
             "capture-cost",
             "03-threads",
@@ -71,6 +85,24 @@ pub fn experiments() -> Vec<Experiment> {
             "03-threads",
             "per-thread counters adjacent vs CachePadded vs one shared counter, throughput over thread counts",
             false_sharing,
+        ),
+        Experiment::new(
+            "deadlock",
+            "03-threads",
+            "two threads, two locks, opposite orders: the wait-for cycle detected, named and broken",
+            deadlock,
+        ),
+        Experiment::new(
+            "lock-strategies",
+            "03-threads",
+            "transfers between locked accounts: no order (timeouts) vs lock order vs try_lock back-off vs one lock",
+            lock_strategies,
+        ),
+        Experiment::new(
+            "philosophers",
+            "03-threads",
+            "dining philosophers, left-fork-first (timed waits) vs lower-fork-first: meals per philosopher over time",
+            philosophers,
         ),
     ]
 }

@@ -1,0 +1,296 @@
+//! The dining philosophers: five threads, five forks, each needs both neighbours' forks
+//! to eat. Taking the left fork first can deadlock; taking the lower-numbered fork first
+//! cannot — and with fair locks every philosopher keeps eating.
+
+use super::common::Rng;
+use crate::lab::{Figure, ParamError, Point, Report, Series, Style, Table, check_range, fmt_num};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Parameters of [`philosophers`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Philosophers {
+    /// Philosophers (and forks) around the table: 2..=16.
+    pub philosophers: usize,
+    /// How the forks are picked up: "naive" (left, then right; a philosopher that waits
+    /// `timeout_ms` for the right fork puts the left one back and tries again later) or
+    /// "ordered" (the lower-numbered fork first: no cycle of waits is possible).
+    pub strategy: String,
+    /// Dinner length in milliseconds: 50..=10_000.
+    pub duration_ms: u64,
+    /// Time to eat a meal, holding both forks, in µs: 0..=100_000.
+    pub eat_us: u64,
+    /// Time thinking between meals, in µs (varied by ±50%): 0..=100_000.
+    pub think_us: u64,
+    /// Pause between picking up the first and the second fork, in µs (makes the naive
+    /// deadlock likely): 0..=100_000.
+    pub reach_us: u64,
+    /// How long a philosopher waits for a fork before giving up, in ms: 1..=5000.
+    pub timeout_ms: u64,
+    /// Interval between two counts of the meals, in ms: 1..=1000.
+    pub sample_ms: u64,
+}
+
+impl Default for Philosophers {
+    fn default() -> Self {
+        Philosophers {
+            philosophers: 5,
+            strategy: "ordered".into(),
+            duration_ms: 500,
+            eat_us: 1000,
+            think_us: 1000,
+            reach_us: 2000,
+            timeout_ms: 50,
+            sample_ms: 10,
+        }
+    }
+}
+
+/// The strategies [`philosophers`] knows.
+pub const STRATEGIES: [&str; 2] = ["naive", "ordered"];
+
+impl Philosophers {
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_range("philosophers", self.philosophers, 2..=16)?;
+        crate::lab::check_choice("strategy", &self.strategy, &STRATEGIES)?;
+        check_range("duration_ms", self.duration_ms, 50..=10_000)?;
+        check_range("eat_us", self.eat_us, 0..=100_000)?;
+        check_range("think_us", self.think_us, 0..=100_000)?;
+        check_range("reach_us", self.reach_us, 0..=100_000)?;
+        check_range("timeout_ms", self.timeout_ms, 1..=5000)?;
+        check_range("sample_ms", self.sample_ms, 1..=1000)
+    }
+}
+
+/// One philosopher's dinner.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Diner {
+    pub meals: u64,
+    /// Times this philosopher gave up waiting for a fork and put the other back.
+    pub gave_up: u64,
+    /// Longest time from getting hungry to eating, in ms.
+    pub longest_wait_ms: f64,
+}
+
+/// Result of [`philosophers`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PhilosophersReport {
+    pub params: Philosophers,
+    /// Sample times, ms since the start.
+    pub times_ms: Vec<f64>,
+    /// Meals so far per philosopher at each sample time (`meals[i][k]`: philosopher i, sample k).
+    pub meals: Vec<Vec<u64>>,
+    pub diners: Vec<Diner>,
+    /// Spans of at least half of `timeout_ms` in which nobody ate, (start, end) in ms.
+    pub stalls: Vec<(f64, f64)>,
+}
+
+/// Seats the philosophers around the table for `duration_ms` and counts their meals
+/// every `sample_ms`. Forks are `parking_lot` mutexes (fair enough that nobody starves:
+/// a lock held by one thread is handed to a waiter now and then); every fork wait is timed,
+/// and when dinner ends every philosopher finishes the meal or wait in progress and is
+/// joined.
+pub fn philosophers(p: &Philosophers) -> Result<PhilosophersReport, ParamError> {
+    p.validate()?;
+    let n = p.philosophers;
+    let forks: Vec<parking_lot::Mutex<()>> = (0..n).map(|_| parking_lot::Mutex::new(())).collect();
+    let meals: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
+    let stop = AtomicBool::new(false);
+    let timeout = Duration::from_millis(p.timeout_ms);
+    let every = Duration::from_millis(p.sample_ms);
+    let t0 = Instant::now();
+    let ordered = p.strategy == "ordered";
+    let result = std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        for i in 0..n {
+            let (forks, meals, stop) = (&forks, &meals, &stop);
+            let h = std::thread::Builder::new().name(format!("philosopher-{i}")).spawn_scoped(s, move || {
+                let (left, right) = (i, (i + 1) % n);
+                let (first, second) = if ordered { (left.min(right), left.max(right)) } else { (left, right) };
+                let mut rng = Rng::new(i as u64 + 11);
+                let mut d = Diner { meals: 0, gave_up: 0, longest_wait_ms: 0.0 };
+                let pause = |us: u64| std::thread::sleep(Duration::from_micros(us));
+                while !stop.load(Ordering::Relaxed) {
+                    pause(p.think_us / 2 + rng.below(p.think_us + 1)); // think
+                    let hungry = Instant::now();
+                    let Some(a) = forks[first].try_lock_for(timeout) else {
+                        d.gave_up += 1;
+                        continue;
+                    };
+                    pause(p.reach_us);
+                    let Some(b) = forks[second].try_lock_for(timeout) else {
+                        d.gave_up += 1;
+                        drop(a); // put the first fork back, think, try again
+                        continue;
+                    };
+                    d.longest_wait_ms = d.longest_wait_ms.max(hungry.elapsed().as_secs_f64() * 1e3);
+                    pause(p.eat_us); // eat
+                    meals[i].fetch_add(1, Ordering::Relaxed);
+                    drop(b);
+                    drop(a);
+                }
+                d.meals = meals[i].load(Ordering::Relaxed);
+                d
+            });
+            match h {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(format!("the OS refused a thread ({e})"));
+                }
+            }
+        }
+        let (mut times, mut counts) = (Vec::new(), vec![Vec::new(); n]);
+        let end = t0 + Duration::from_millis(p.duration_ms);
+        loop {
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+            for (i, m) in meals.iter().enumerate() {
+                counts[i].push(m.load(Ordering::Relaxed));
+            }
+            let now = Instant::now();
+            if now >= end {
+                break;
+            }
+            std::thread::sleep(every.min(end - now));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let diners: Vec<Diner> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(Diner { meals: 0, gave_up: 0, longest_wait_ms: f64::NAN }))
+            .collect();
+        Ok((times, counts, diners))
+    });
+    let (times_ms, meals, diners) =
+        result.map_err(|e| ParamError::new("philosophers", format!("a count this machine can start ({e})"), n))?;
+    let stalls = stalls(&times_ms, &meals, p.timeout_ms as f64 / 2.0);
+    Ok(PhilosophersReport { params: p.clone(), times_ms, meals, diners, stalls })
+}
+
+/// Intervals of at least `min_ms` between samples in which no meal at all was eaten.
+fn stalls(times: &[f64], meals: &[Vec<u64>], min_ms: f64) -> Vec<(f64, f64)> {
+    let total = |k: usize| meals.iter().map(|m| m[k]).sum::<u64>();
+    let mut out = Vec::new();
+    let mut start = 0;
+    for k in 1..times.len() {
+        if total(k) != total(start) {
+            if times[k - 1] - times[start] >= min_ms {
+                out.push((times[start], times[k - 1]));
+            }
+            start = k;
+        }
+    }
+    if let Some(last) = times.len().checked_sub(1)
+        && times[last] - times[start] >= min_ms
+        && total(last) == total(start)
+    {
+        out.push((times[start], times[last]));
+    }
+    out
+}
+
+impl PhilosophersReport {
+    /// Fewest meals of a philosopher divided by most.
+    pub fn fairness(&self) -> f64 {
+        let max = self.diners.iter().map(|d| d.meals).max().unwrap_or(0);
+        let min = self.diners.iter().map(|d| d.meals).min().unwrap_or(0);
+        if max == 0 { 0.0 } else { min as f64 / max as f64 }
+    }
+}
+
+impl Report for PhilosophersReport {
+    fn figures(&self) -> Vec<Figure> {
+        let title = if self.params.strategy == "ordered" {
+            "Lower-numbered fork first: does every philosopher keep eating?".to_string()
+        } else {
+            "Left fork first: do the philosophers get stuck?".to_string()
+        };
+        let mut f = Figure::lines(&title, "time since dinner started (ms)", "meals eaten so far");
+        for (i, m) in self.meals.iter().enumerate() {
+            let pts = self.times_ms.iter().zip(m).map(|(t, c)| Point::new(*t, *c as f64)).collect();
+            f = f.series(Series::new(format!("philosopher {i}"), Style::Measured, pts));
+        }
+        let stalled: f64 = self.stalls.iter().map(|(a, b)| b - a).sum();
+        f = f.note(format!(
+            "{} stalls (≥ {} ms without any meal), {} ms in all; fairness (fewest/most meals) {:.2}.",
+            self.stalls.len(),
+            fmt_num(self.params.timeout_ms as f64 / 2.0),
+            fmt_num(stalled),
+            self.fairness()
+        ));
+        vec![f.legend(crate::lab::Legend::UpperLeft)]
+    }
+
+    fn table(&self) -> Table {
+        let mut t = Table::new(
+            format!("Dining philosophers ({})", self.params.strategy),
+            &["philosopher", "meals", "gave up waiting", "longest wait for forks (ms)"],
+        );
+        for (i, d) in self.diners.iter().enumerate() {
+            t.row(vec![i.to_string(), d.meals.to_string(), d.gave_up.to_string(), fmt_num(d.longest_wait_ms)]);
+        }
+        let stalled: f64 = self.stalls.iter().map(|(a, b)| b - a).sum();
+        t.note(format!(
+            "{} ms dinner; eat {} µs, think ~{} µs, reach {} µs; timeout {} ms. Stalls (≥ timeout/2 with no meal at all): {} ({} ms).",
+            self.params.duration_ms,
+            self.params.eat_us,
+            self.params.think_us,
+            self.params.reach_us,
+            self.params.timeout_ms,
+            self.stalls.len(),
+            fmt_num(stalled)
+        ));
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_parameters() {
+        for p in [
+            Philosophers { philosophers: 1, ..Default::default() },
+            Philosophers { strategy: "waiter".into(), ..Default::default() },
+            Philosophers { duration_ms: 1, ..Default::default() },
+            Philosophers { timeout_ms: 0, ..Default::default() },
+        ] {
+            assert!(philosophers(&p).is_err(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn stalls_are_found_between_samples() {
+        let times = [0.0, 10.0, 20.0, 30.0, 40.0, 50.0];
+        let meals = vec![vec![0, 1, 1, 1, 1, 2], vec![0, 0, 0, 0, 0, 0]];
+        assert_eq!(stalls(&times, &meals, 25.0), vec![(10.0, 40.0)]);
+        assert!(stalls(&times, &meals, 35.0).is_empty());
+    }
+
+    #[test]
+    fn ordered_forks_feed_everyone() {
+        let p = Philosophers { duration_ms: 150, eat_us: 500, think_us: 500, reach_us: 200, ..Default::default() };
+        let r = philosophers(&p).unwrap();
+        assert_eq!(r.meals.len(), 5);
+        assert!(r.diners.iter().all(|d| d.meals > 0), "{:?}", r.diners);
+        assert!(r.stalls.is_empty(), "{:?}", r.stalls);
+        assert!(r.figure().to_svg().contains("<svg"));
+    }
+
+    #[test]
+    fn naive_forks_stall_and_recover() {
+        let p = Philosophers {
+            strategy: "naive".into(),
+            duration_ms: 300,
+            eat_us: 200,
+            think_us: 0,
+            reach_us: 2000,
+            timeout_ms: 20,
+            ..Default::default()
+        };
+        let r = philosophers(&p).unwrap();
+        assert!(r.diners.iter().map(|d| d.gave_up).sum::<u64>() > 0, "{:?}", r.diners);
+    }
+}

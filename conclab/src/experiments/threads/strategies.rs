@@ -1,0 +1,308 @@
+//! Avoiding lock-order deadlocks: transfers between accounts, each behind its own lock,
+//! with four strategies — none (timeouts catch the deadlocks), a global lock order,
+//! `try_lock` with back-off, and one coarse lock for everything.
+
+use super::common::{Rng, run_for, stats, threads_error};
+use crate::lab::work::busy;
+use crate::lab::{Figure, ParamError, Report, Stats, Table, check_list, check_range, fmt_num};
+use crossbeam::utils::Backoff;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Parameters of [`lock_strategies`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LockStrategies {
+    /// Thread counts, each 2..=64, at most 8 of them.
+    pub threads: Vec<usize>,
+    /// Accounts, each behind its own `parking_lot::Mutex`: 2..=1024.
+    pub accounts: usize,
+    /// Strategies, any of: "naive" (lock `from` then `to`, timed waits break the
+    /// deadlocks), "ordered" (lower account number first), "backoff" (lock `from`,
+    /// `try_lock` `to`, release and retry on failure), "one_lock" (one mutex for all).
+    pub strategies: Vec<String>,
+    /// Work done holding both locks, in `busy` iterations (~1 ns each): 0..=1_000_000.
+    pub work_inside: u64,
+    /// How long "naive" waits for its second lock before it gives up, in ms: 1..=1000.
+    pub timeout_ms: u64,
+    /// How long each sample runs, in milliseconds: 10..=5000.
+    pub duration_ms: u64,
+    /// Samples per strategy and thread count: 1..=51.
+    pub samples: usize,
+}
+
+impl Default for LockStrategies {
+    fn default() -> Self {
+        LockStrategies {
+            threads: vec![2, 4],
+            accounts: 4,
+            strategies: STRATEGIES.iter().map(|s| s.to_string()).collect(),
+            work_inside: 200,
+            timeout_ms: 5,
+            duration_ms: 100,
+            samples: 3,
+        }
+    }
+}
+
+/// The strategies [`lock_strategies`] knows.
+pub const STRATEGIES: [&str; 4] = ["naive", "ordered", "backoff", "one_lock"];
+
+impl LockStrategies {
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_list("threads", &self.threads, 8, 2..=64)?;
+        check_range("accounts", self.accounts, 2..=1024)?;
+        if self.strategies.is_empty() || self.strategies.iter().any(|s| !STRATEGIES.contains(&s.as_str())) {
+            return Err(ParamError::new(
+                "strategies",
+                "a non-empty list of: naive, ordered, backoff, one_lock",
+                &self.strategies,
+            ));
+        }
+        check_range("work_inside", self.work_inside, 0..=1_000_000)?;
+        check_range("timeout_ms", self.timeout_ms, 1..=1000)?;
+        check_range("duration_ms", self.duration_ms, 10..=5000)?;
+        check_range("samples", self.samples, 1..=51)
+    }
+}
+
+/// How a strategy is named in figures and tables.
+pub fn strategy_label(s: &str) -> &'static str {
+    match s {
+        "naive" => "no order (timeouts break deadlocks)",
+        "ordered" => "global lock order",
+        "backoff" => "try_lock + back-off",
+        _ => "one coarse lock",
+    }
+}
+
+/// One strategy at one thread count.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StrategyRow {
+    pub strategy: String,
+    pub threads: usize,
+    /// Completed transfers per second, thousands, all threads.
+    pub ktransfers: Stats,
+    /// Second-lock attempts that failed and were retried, per completed transfer.
+    pub retries_per_transfer: f64,
+    /// Waits that hit `timeout_ms` (each one a deadlock broken, or a long wait), all samples.
+    pub timeouts: u64,
+    /// Whether the money was conserved (the sum of balances unchanged) in every sample.
+    pub conserved: bool,
+}
+
+/// Result of [`lock_strategies`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LockStrategiesReport {
+    pub params: LockStrategies,
+    pub rows: Vec<StrategyRow>,
+}
+
+/// Every thread moves one unit between two random accounts for `duration_ms`, holding
+/// both accounts' locks while it does `work_inside` work. "naive" takes `from` then `to`
+/// and deadlocks whenever two threads cross; its waits are timed (`timeout_ms`), so it
+/// recovers by releasing and retrying. The others cannot deadlock: "ordered" always locks
+/// the lower-numbered account first; "backoff" never waits for a second lock while
+/// holding the first; "one_lock" has only one lock.
+pub fn lock_strategies(p: &LockStrategies) -> Result<LockStrategiesReport, ParamError> {
+    p.validate()?;
+    let d = Duration::from_millis(p.duration_ms);
+    let timeout = Duration::from_millis(p.timeout_ms);
+    let n = p.accounts as u64;
+    let mut rows = Vec::new();
+    for strategy in STRATEGIES.iter().filter(|s| p.strategies.iter().any(|x| x == *s)) {
+        for &t in &p.threads {
+            let (mut kt, mut done, mut retries, mut timeouts, mut conserved) = (Vec::new(), 0u64, 0u64, 0u64, true);
+            for sample in 0..p.samples {
+                let accounts: Vec<parking_lot::Mutex<i64>> =
+                    (0..p.accounts).map(|_| parking_lot::Mutex::new(1000)).collect();
+                let global = parking_lot::Mutex::new(vec![1000i64; p.accounts]);
+                let (retry, tout) = (AtomicU64::new(0), AtomicU64::new(0));
+                let body = |i: usize, stop: &AtomicBool| -> u64 {
+                    let mut rng = Rng::new((sample * 1000 + i) as u64 + 1);
+                    let (mut ops, mut my_retries, mut my_timeouts) = (0u64, 0u64, 0u64);
+                    while !stop.load(Ordering::Relaxed) {
+                        let from = rng.below(n) as usize;
+                        let to = (from + 1 + rng.below(n - 1) as usize) % p.accounts;
+                        let moved = match *strategy {
+                            "naive" => {
+                                let Some(mut a) = accounts[from].try_lock_for(timeout) else {
+                                    my_timeouts += 1;
+                                    continue;
+                                };
+                                match accounts[to].try_lock_for(timeout) {
+                                    Some(mut b) => {
+                                        *a -= 1;
+                                        *b += 1;
+                                        busy(p.work_inside, ops);
+                                        true
+                                    }
+                                    None => {
+                                        my_timeouts += 1;
+                                        false
+                                    }
+                                }
+                            }
+                            "ordered" => {
+                                let (lo, hi) = (from.min(to), from.max(to));
+                                let mut a = accounts[lo].lock();
+                                let mut b = accounts[hi].lock();
+                                let (src, dst) = if from == lo { (&mut *a, &mut *b) } else { (&mut *b, &mut *a) };
+                                *src -= 1;
+                                *dst += 1;
+                                busy(p.work_inside, ops);
+                                true
+                            }
+                            "backoff" => {
+                                let backoff = Backoff::new();
+                                loop {
+                                    let mut a = accounts[from].lock();
+                                    if let Some(mut b) = accounts[to].try_lock() {
+                                        *a -= 1;
+                                        *b += 1;
+                                        busy(p.work_inside, ops);
+                                        break true;
+                                    }
+                                    drop(a);
+                                    my_retries += 1;
+                                    if stop.load(Ordering::Relaxed) {
+                                        break false;
+                                    }
+                                    backoff.snooze();
+                                }
+                            }
+                            _ => {
+                                let mut all = global.lock();
+                                all[from] -= 1;
+                                all[to] += 1;
+                                busy(p.work_inside, ops);
+                                true
+                            }
+                        };
+                        ops += u64::from(moved);
+                    }
+                    retry.fetch_add(my_retries, Ordering::Relaxed);
+                    tout.fetch_add(my_timeouts, Ordering::Relaxed);
+                    ops
+                };
+                let run = run_for(t, d, body).map_err(threads_error(t))?;
+                let sum: i64 = if *strategy == "one_lock" {
+                    global.lock().iter().sum()
+                } else {
+                    accounts.iter().map(|a| *a.lock()).sum()
+                };
+                conserved &= sum == 1000 * p.accounts as i64;
+                kt.push(run.mops() * 1e3);
+                done += run.ops.iter().sum::<u64>();
+                retries += retry.load(Ordering::Relaxed);
+                timeouts += tout.load(Ordering::Relaxed);
+            }
+            rows.push(StrategyRow {
+                strategy: strategy.to_string(),
+                threads: t,
+                ktransfers: stats(&kt),
+                retries_per_transfer: retries as f64 / done.max(1) as f64,
+                timeouts,
+                conserved,
+            });
+        }
+    }
+    Ok(LockStrategiesReport { params: p.clone(), rows })
+}
+
+impl LockStrategiesReport {
+    /// Median thousands of transfers per second of `strategy` at `threads`.
+    pub fn median(&self, strategy: &str, threads: usize) -> Option<f64> {
+        self.rows.iter().find(|r| r.strategy == strategy && r.threads == threads).map(|r| r.ktransfers.median)
+    }
+}
+
+impl Report for LockStrategiesReport {
+    fn figures(&self) -> Vec<Figure> {
+        let mut f = Figure::bars(
+            "Ways out of lock-order deadlock: what does each cost?",
+            "threads",
+            "transfers (thousands/s; median, p25–p75; log scale)",
+        )
+        .log_y();
+        for r in &self.rows {
+            let k = &r.ktransfers;
+            f = f.bar(&format!("{} threads", r.threads), strategy_label(&r.strategy), k.median, Some((k.p25, k.p75)));
+        }
+        vec![f.legend(crate::lab::Legend::UpperRight)]
+    }
+
+    fn table(&self) -> Table {
+        let mut t = Table::new(
+            "Deadlock avoidance strategies",
+            &[
+                "strategy",
+                "threads",
+                "median k transfers/s",
+                "p25–p75",
+                "retries per transfer",
+                "timeouts",
+                "money conserved",
+            ],
+        );
+        for r in &self.rows {
+            t.row(vec![
+                strategy_label(&r.strategy).into(),
+                r.threads.to_string(),
+                fmt_num(r.ktransfers.median),
+                format!("{}–{}", fmt_num(r.ktransfers.p25), fmt_num(r.ktransfers.p75)),
+                fmt_num(r.retries_per_transfer),
+                r.timeouts.to_string(),
+                if r.conserved { "yes" } else { "NO" }.into(),
+            ]);
+        }
+        t.note(format!(
+            "{} accounts; {} busy iterations inside both locks; naive waits {} ms before it gives up; {} ms × {} samples.",
+            self.params.accounts, self.params.work_inside, self.params.timeout_ms, self.params.duration_ms, self.params.samples
+        ));
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_parameters() {
+        for p in [
+            LockStrategies { threads: vec![1], ..Default::default() },
+            LockStrategies { accounts: 1, ..Default::default() },
+            LockStrategies { strategies: vec!["pray".into()], ..Default::default() },
+            LockStrategies { timeout_ms: 0, ..Default::default() },
+            LockStrategies { duration_ms: 1, ..Default::default() },
+        ] {
+            assert!(lock_strategies(&p).is_err(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn every_strategy_conserves_money_and_naive_times_out() {
+        let p = LockStrategies {
+            threads: vec![2, 4],
+            accounts: 2,
+            duration_ms: 40,
+            samples: 1,
+            timeout_ms: 2,
+            ..Default::default()
+        };
+        let r = lock_strategies(&p).unwrap();
+        assert_eq!(r.rows.len(), 8);
+        for row in &r.rows {
+            assert!(row.conserved, "{row:?}");
+            assert!(row.ktransfers.median > 0.0, "{row:?}");
+            if row.strategy != "naive" {
+                assert_eq!(row.timeouts, 0);
+            }
+        }
+        // Two accounts, opposite directions, 4 threads: the naive order deadlocks.
+        assert!(r.rows.iter().any(|x| x.strategy == "naive" && x.timeouts > 0), "{:?}", r.rows);
+        assert!(r.figure().to_svg().contains("<svg"));
+    }
+}
