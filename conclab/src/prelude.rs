@@ -9,6 +9,13 @@ pub use crate::experiments::intro::{
     PingPong, PingPongReport, Processes, ProcessesReport, Scaling, ScalingReport, Stacks, StacksReport, Timeline,
     TimelineReport, ping_pong, processes, scaling, stacks, timeline,
 };
+pub use crate::experiments::threads::{
+    CaptureCost, CaptureCostReport, Deadlock, DeadlockReport, FalseSharing, FalseSharingReport, Lifecycle,
+    LifecycleReport, Litmus, LitmusReport, LockContention, LockContentionReport, LockStrategies, LockStrategiesReport,
+    Orderings, OrderingsReport, Oversubscription, OversubscriptionReport, Philosophers, PhilosophersReport,
+    PoolVsSpawn, PoolVsSpawnReport, Queues, QueuesReport, capture_cost, deadlock, false_sharing, lifecycle, litmus,
+    lock_contention, lock_strategies, orderings, oversubscription, philosophers, pool_vs_spawn, queues,
+};
 pub use crate::lab::{
     Figure, Legend, MachineCard, ParamError, Point, Report, ReportResult, Rich, Sampling, Scale, Series, Stats, Style,
     Table, cores,
