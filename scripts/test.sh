@@ -12,4 +12,6 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 echo "== cargo fmt --check"; cargo fmt --all --check
 echo "== cargo clippy"; cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"; cargo test --workspace --locked
+echo "== loom models (primitives)"
+RUSTFLAGS="--cfg conclab_loom" CARGO_TARGET_DIR=target/loom cargo test -p conclab --release --locked --lib primitives
 echo "== notebooks"; "$venv/bin/python" -m pytest tests -p no:cacheprovider "$@"
