@@ -1,7 +1,7 @@
 """Shared notebook helpers: the notebook list, navigation lines, tags and metadata.
 
 Used by the test harness (tests/test_notebooks.py), the navigation script
-(tools/nav.py) and the renderer.
+(tools/tidy_notebooks.py) and the renderer.
 """
 from __future__ import annotations
 
@@ -59,8 +59,13 @@ def nav_line(paths: list[Path], i: int) -> str:
 
 
 def nav_cells(nb) -> list[int]:
-    """Indices of the navigation cells (markdown cells that start with the nav mark)."""
-    return [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.startswith(NAV_MARK)]
+    """Indices of navigation cells: markdown cells carrying any `<!-- nav` mark (old or
+    current) or a `[Index](00-index.ipynb)` link line, so a stale copy cannot hide."""
+    def is_nav(c) -> bool:
+        return c.cell_type == "markdown" and (
+            c.source.lstrip().startswith("<!-- nav") or re.match(r"^\S.*\| \[Index\]\(00-index\.ipynb\) \|", c.source) is not None
+        )
+    return [i for i, c in enumerate(nb.cells) if is_nav(c)]
 
 
 def linked_notebooks(nb) -> set[str]:

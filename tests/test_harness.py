@@ -71,3 +71,26 @@ def test_parameters_are_injected_after_tagged_cells():
     assert nb.cells[1].metadata["tags"] == ["injected-parameters"]
     nb2 = nbformat.v4.new_notebook(cells=[cell(["parameters"], param_sets={"quick": "q"})])
     assert inject_parameters(nb2, "default") == 0 and len(nb2.cells) == 1
+
+
+def test_param_error_must_name_the_expected_parameter():
+    good = cell(["expect-param-error"], [PARAM_ERR], param_error="threads")
+    assert cell_problems(0, good) == []
+    wrong = cell(["expect-param-error"], [PARAM_ERR], param_error="cpu_b")
+    assert "cpu_b" in cell_problems(0, wrong)[0]
+
+
+def test_undrawable_figure_fails():
+    bad = new_output("display_data", data={"image/svg+xml": "<svg><text>figure could not be drawn: x</text></svg>"})
+    assert cell_problems(0, cell(["figure"], [bad]))
+
+
+def test_cells_are_numbered_as_committed():
+    from test_notebooks import committed_numbers
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("m"),
+        cell(["parameters"], param_sets={"quick": "q"}),
+        new_code_cell("run"),
+    ])
+    inject_parameters(nb, "quick")
+    assert committed_numbers(nb) == [0, 1, "1+", 2]

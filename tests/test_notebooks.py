@@ -53,8 +53,8 @@ def test_committed_form(path: Path):
             if "parameters" in t:
                 assert "quick" in lab_meta(c).get("param_sets", {}), f"parameters cell {i} has no quick param set"
             last = [ln for ln in c.source.strip().splitlines() if ln.strip()][-1:] or [""]
-            if re.search(r"\.figure\(\)\s*$", last[0]) and "expect-param-error" not in t:
-                assert "figure" in t, f"cell {i} ends in .figure() but is not tagged `figure`"
+            if re.search(r"\.figure(_n\(\s*\d+\s*\))?(\(\))?\s*$", last[0]) and "expect-param-error" not in t:
+                assert "figure" in t, f"cell {i} ends in .figure() or .figure_n(..) but is not tagged `figure`"
 
 
 @pytest.mark.parametrize("path", PATHS, ids=IDS)
@@ -85,7 +85,7 @@ def output_text(out) -> str:
     return "\n".join(str(v) for k, v in out.get("data", {}).items() if k.startswith("text/"))
 
 
-def cell_problems(i: int, cell) -> list[str]:
+def cell_problems(i, cell) -> list[str]:
     t, outs, problems = tags(cell), cell.get("outputs", []), []
     where = f"cell {i} ({cell.source.strip().splitlines()[0][:60] if cell.source.strip() else ''!r})"
     errors = [o for o in outs if o.output_type == "error"]
@@ -104,14 +104,31 @@ def cell_problems(i: int, cell) -> list[str]:
     has_param_error = "ParamError:" in text
     if "expect-param-error" in t and not has_param_error:
         problems.append(f"{where}: tagged expect-param-error but shows no ParamError")
+    want_param = lab_meta(cell).get("param_error")
+    if "expect-param-error" in t and has_param_error and want_param and f"ParamError: {want_param} " not in text:
+        problems.append(f"{where}: expected a ParamError about {want_param!r}: {text[text.index('ParamError:'):][:200]}")
     if has_param_error and "expect-param-error" not in t:
         problems.append(f"{where}: {text[text.index('ParamError:'):][:300]}")
     stderr = "".join(o.text for o in outs if o.output_type == "stream" and o.name == "stderr").strip()
     if stderr and not {"expect-panic", "raises-exception"} & set(t):
         problems.append(f"{where}: stderr: {stderr[:300]}")
-    if "figure" in t and not any("image/svg+xml" in o.get("data", {}) for o in outs):
+    svgs = [str(o.get("data", {}).get("image/svg+xml", "")) for o in outs if "image/svg+xml" in o.get("data", {})]
+    if "figure" in t and not svgs:
         problems.append(f"{where}: tagged figure but shows no SVG")
+    if any("could not be drawn" in svg for svg in svgs):
+        problems.append(f"{where}: the figure could not be drawn")
     return problems
+
+
+def committed_numbers(nb) -> list:
+    """Each cell's number in the committed notebook; an injected parameter cell gets the
+    number of the parameters cell it follows, with a '+'."""
+    out, n = [], -1
+    for c in nb.cells:
+        injected = "injected-parameters" in tags(c)
+        n += 0 if injected else 1
+        out.append(f"{n}+" if injected else n)
+    return out
 
 
 @pytest.mark.parametrize("path", PATHS, ids=IDS)
@@ -124,8 +141,9 @@ def test_execute(path: Path, request):
         total, seconds = execute(nb, param_set, request.config.getoption("--cell-timeout"))
     except KeyError as e:
         raise pytest.UsageError(str(e)) from None
+    labels = committed_numbers(nb)
     cells = [
-        {"index": i, "tags": tags(c), "seconds": round(seconds.get(i, 0.0), 3),
+        {"index": labels[i], "tags": tags(c), "seconds": round(seconds.get(i, 0.0), 3),
          "first_line": (c.source.strip().splitlines() or [""])[0][:80]}
         for i, c in enumerate(nb.cells) if c.cell_type == "code"
     ]
@@ -137,5 +155,5 @@ def test_execute(path: Path, request):
         "median_cell_seconds": code_times[len(code_times) // 2] if code_times else None,
         "cells": cells,
     })
-    problems = [p for i, c in enumerate(nb.cells) if c.cell_type == "code" for p in cell_problems(i, c)]
+    problems = [p for i, c in enumerate(nb.cells) if c.cell_type == "code" for p in cell_problems(labels[i], c)]
     assert not problems, "\n".join(problems)

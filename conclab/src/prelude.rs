@@ -1,8 +1,8 @@
 //! Everything a notebook cell needs: `use conclab::prelude::*;`.
 
 pub use crate::experiments::features::{
-    Histogram, HistogramReport, InteriorCosts, InteriorReport, RaceReport, RacyCounter, SendSyncTable, histogram,
-    interior_costs, racy_counter, refcell_conflict,
+    ActorReport, ActorVsMutex, Histogram, HistogramReport, InteriorCosts, InteriorReport, RaceReport, RacyCounter,
+    SendSyncTable, actor_vs_mutex, histogram, interior_costs, racy_counter, refcell_conflict,
 };
 pub use crate::experiments::index::{SpawnCost, SpawnCostReport, spawn_cost};
 pub use crate::experiments::intro::{

@@ -19,6 +19,10 @@ const USAGE: &str = "usage:
   conclab run <experiment> [--param key=value]... [--out DIR]";
 
 fn main() -> ExitCode {
+    // Like other command-line tools, end quietly when the reader of our output goes away
+    // (`conclab list | head`) instead of panicking on a broken pipe.
+    // SAFETY: restoring the default disposition of SIGPIPE at start-up, before any thread.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("machine") => {

@@ -22,11 +22,26 @@ impl ParamError {
     pub fn new(param: impl Into<String>, allowed: impl Into<String>, got: impl fmt::Debug) -> Self {
         ParamError { param: param.into(), allowed: allowed.into(), got: format!("{got:?}") }
     }
+
+    /// An experiment that could not run on this machine although its parameters were
+    /// valid (a thread the OS refused, a wait that timed out): `what` failed because `why`.
+    pub fn failed(what: impl Into<String>, why: impl fmt::Display) -> Self {
+        ParamError { param: what.into(), allowed: String::new(), got: why.to_string() }
+    }
+
+    /// Whether this reports a failure to run rather than a refused value.
+    pub fn is_failure(&self) -> bool {
+        self.allowed.is_empty()
+    }
 }
 
 impl fmt::Display for ParamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} must be {}, got {}", self.param, self.allowed, self.got)
+        if self.is_failure() {
+            write!(f, "{} failed: {}", self.param, self.got)
+        } else {
+            write!(f, "{} must be {}, got {}", self.param, self.allowed, self.got)
+        }
     }
 }
 
@@ -75,14 +90,39 @@ where
     Ok(())
 }
 
-/// Checks that `cpu` names a logical CPU this process may run on.
+/// Checks that `cpu` names a logical CPU this process may run on, and that the OS lets
+/// a thread pin itself there (a short-lived probe thread tries it).
 pub fn check_cpu(param: &str, cpu: usize) -> Result<(), ParamError> {
     let ids = crate::lab::machine::usable_cpus();
-    if ids.contains(&cpu) {
+    if !ids.contains(&cpu) {
+        return Err(ParamError::new(param, format!("a CPU id this process may use ({})", id_ranges(&ids)), cpu));
+    }
+    let pinned = std::thread::Builder::new()
+        .name("conclab-pin-probe".into())
+        .spawn(move || crate::lab::machine::pin_current_thread(cpu))
+        .ok()
+        .and_then(|h| h.join().ok())
+        .unwrap_or(false);
+    if pinned {
         Ok(())
     } else {
-        Err(ParamError::new(param, format!("a CPU id this process may use ({ids:?})"), cpu))
+        Err(ParamError::new(param, "a CPU this OS lets a thread pin itself to (sched_setaffinity refused)", cpu))
     }
+}
+
+/// `[0, 1, 2, 3, 8]` as `0-3, 8`.
+pub fn id_ranges(ids: &[usize]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ids.len() {
+        let mut j = i;
+        while j + 1 < ids.len() && ids[j + 1] == ids[j] + 1 {
+            j += 1;
+        }
+        parts.push(if j > i { format!("{}-{}", ids[i], ids[j]) } else { ids[i].to_string() });
+        i = j + 1;
+    }
+    parts.join(", ")
 }
 
 /// Checks that `value` is one of `choices`.
@@ -118,6 +158,12 @@ mod tests {
         assert!(check_cpu("cpu", 1_000_000).is_err());
         let first = crate::lab::machine::usable_cpus()[0];
         assert!(check_cpu("cpu", first).is_ok());
+    }
+
+    #[test]
+    fn ranges_are_compact_and_failures_read_as_failures() {
+        assert_eq!(id_ranges(&[0, 1, 2, 3, 8, 10, 11]), "0-3, 8, 10-11");
+        assert_eq!(ParamError::failed("ping-pong", "timed out").to_string(), "ping-pong failed: timed out");
     }
 
     #[test]

@@ -424,16 +424,19 @@ impl Figure {
                                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(1)));
                         }
                         Style::Measured | Style::ErrorBars => {
-                            let spread: Vec<(f64, f64, f64)> =
-                                pts.iter().filter_map(|p| Some((p.0, p.2?, p.3?))).collect();
+                            // (x, median, lo, hi)
+                            let spread: Vec<(f64, f64, f64, f64)> =
+                                pts.iter().filter_map(|p| Some((p.0, p.1, p.2?, p.3?))).collect();
                             if s.style == Style::Measured && spread.len() >= 2 {
-                                let mut poly: Vec<(f64, f64)> = spread.iter().map(|p| (p.0, p.2)).collect();
-                                poly.extend(spread.iter().rev().map(|p| (p.0, p.1)));
+                                let mut poly: Vec<(f64, f64)> = spread.iter().map(|p| (p.0, p.3)).collect();
+                                poly.extend(spread.iter().rev().map(|p| (p.0, p.2)));
                                 chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.18).filled())))?;
                             } else {
-                                chart.draw_series(spread.iter().map(|p| {
-                                    ErrorBar::new_vertical(p.0, p.1, (p.1 + p.2) / 2.0, p.2, c.stroke_width(1), 8)
-                                }))?;
+                                chart.draw_series(
+                                    spread
+                                        .iter()
+                                        .map(|p| ErrorBar::new_vertical(p.0, p.2, p.1, p.3, c.stroke_width(1), 8)),
+                                )?;
                             }
                             chart
                                 .draw_series(LineSeries::new(xy.clone(), c.stroke_width(2)))?
@@ -467,11 +470,12 @@ impl Figure {
                         if let Some(v) = ty(b.value) {
                             rects.push(Rectangle::new([(left, base), (right, v)], c.filled()));
                         }
-                        if let (Some(lo), Some(hi)) = (b.lo.and_then(ty), b.hi.and_then(ty)) {
+                        if let (Some(lo), Some(hi), Some(v)) = (b.lo.and_then(ty), b.hi.and_then(ty), ty(b.value)) {
+                            // the whisker's dot sits on the bar's top: the median
                             errs.push(ErrorBar::new_vertical(
                                 (left + right) / 2.0,
                                 lo,
-                                (lo + hi) / 2.0,
+                                v,
                                 hi,
                                 BLACK.stroke_width(1),
                                 6,

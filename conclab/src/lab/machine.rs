@@ -18,6 +18,12 @@ pub struct MachineCard {
     pub os: String,
     /// Kernel release, e.g. "6.1.0-18-amd64".
     pub kernel: String,
+    /// Physical cores (distinct core ids in `/proc/cpuinfo`); fewer than the logical
+    /// CPUs when each core runs two hardware threads (SMT, "hyper-threading").
+    pub physical_cores: usize,
+    /// CPU limit of this process's cgroup (`/sys/fs/cgroup/cpu.max`), in CPUs; `None` when
+    /// unlimited or unknown. Containers started with `--cpus` have one.
+    pub cgroup_cpu_limit: Option<f64>,
     /// Whether the kernel reports a hypervisor (virtual machines switch contexts slower).
     pub virtualized: bool,
     /// The rustc that compiled this code.
@@ -38,7 +44,15 @@ impl MachineCard {
 
     /// One-line description for figure captions: "2 CPUs · Intel Xeon … · Linux 6.1".
     pub fn caption(&self) -> String {
-        format!("{} CPUs · {} · {}", self.available_parallelism, self.cpu_model, self.os)
+        format!(
+            "{} CPUs ({} cores) · {} · {}{} · {}",
+            self.available_parallelism,
+            self.physical_cores,
+            self.cpu_model,
+            self.os,
+            if self.virtualized { " · VM" } else { "" },
+            if self.debug_assertions { "notebook build (debug assertions)" } else { "release build" }
+        )
     }
 
     /// The card as a two-column table.
@@ -48,6 +62,8 @@ impl MachineCard {
         t.row(vec!["CPU model".into(), self.cpu_model.clone()]);
         t.row(vec!["logical CPUs (online)".into(), self.logical_cpus.to_string()]);
         t.row(vec!["available_parallelism()".into(), self.available_parallelism.to_string()]);
+        t.row(vec!["physical cores".into(), self.physical_cores.to_string()]);
+        t.row(vec!["cgroup CPU limit".into(), self.cgroup_cpu_limit.map_or("none".into(), |c| format!("{c:.2} CPUs"))]);
         t.row(vec!["virtual machine".into(), yes_no(self.virtualized)]);
         t.row(vec!["OS".into(), self.os.clone()]);
         t.row(vec!["kernel".into(), self.kernel.clone()]);
@@ -85,9 +101,32 @@ fn read_card() -> MachineCard {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
+    let mut cores: Vec<(String, String)> = Vec::new();
+    let (mut phys, mut core) = (String::new(), String::new());
+    for l in cpuinfo.lines() {
+        if let Some(v) = l.strip_prefix("physical id") {
+            phys = v.trim_start_matches([' ', '\t', ':']).to_string();
+        } else if let Some(v) = l.strip_prefix("core id") {
+            core = v.trim_start_matches([' ', '\t', ':']).to_string();
+        } else if l.trim().is_empty() && !core.is_empty() {
+            if !cores.contains(&(phys.clone(), core.clone())) {
+                cores.push((phys.clone(), core.clone()));
+            }
+            core.clear();
+        }
+    }
+    let logical = if online > 0 { online as usize } else { 1 };
+    let physical_cores = if cores.is_empty() { logical } else { cores.len() };
+    let cgroup_cpu_limit = std::fs::read_to_string("/sys/fs/cgroup/cpu.max").ok().and_then(|s| {
+        let mut it = s.split_whitespace();
+        let (quota, period) = (it.next()?.parse::<f64>().ok()?, it.next()?.parse::<f64>().ok()?);
+        (period > 0.0).then(|| quota / period)
+    });
     MachineCard {
+        physical_cores,
+        cgroup_cpu_limit,
         cpu_model,
-        logical_cpus: if online > 0 { online as usize } else { 1 },
+        logical_cpus: logical,
         available_parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
         os,
         kernel,
@@ -114,6 +153,26 @@ pub fn usable_cpus() -> Vec<usize> {
         ids.push(0);
     }
     ids
+}
+
+/// Logical CPUs sharing a physical core with `cpu` (its SMT siblings, itself included),
+/// from `/sys/devices/system/cpu/cpuN/topology/thread_siblings_list`; just `cpu` when unknown.
+pub fn smt_siblings(cpu: usize) -> Vec<usize> {
+    let path = format!("/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list");
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let mut ends = part.split('-').filter_map(|x| x.trim().parse::<usize>().ok());
+        match (ends.next(), ends.next()) {
+            (Some(a), Some(b)) => out.extend(a..=b),
+            (Some(a), None) => out.push(a),
+            _ => {}
+        }
+    }
+    if out.is_empty() {
+        out.push(cpu);
+    }
+    out
 }
 
 /// Pins the calling thread to logical CPU `cpu`; `false` if the OS refused.
@@ -152,7 +211,7 @@ mod tests {
     #[test]
     fn table_lists_every_field() {
         let t = MachineCard::current().table();
-        assert_eq!(t.rows.len(), 9);
+        assert_eq!(t.rows.len(), 11);
         assert!(t.to_text().contains("available_parallelism()"));
     }
 

@@ -10,6 +10,7 @@ pub mod os;
 pub mod report;
 pub mod table;
 pub mod timing;
+pub mod together;
 pub mod work;
 
 pub use error::{ParamError, check_choice, check_cpu, check_list, check_range};

@@ -95,6 +95,15 @@ impl Sampling {
         Stats::from_samples(&samples).expect("durations are finite")
     }
 
+    /// Like [`Sampling::measure`], but returns the kept samples themselves (seconds), for
+    /// callers that convert them (to rates, say) before summarising.
+    pub fn collect<F: FnMut() -> Duration>(&self, mut f: F) -> Vec<f64> {
+        for _ in 0..self.warmup {
+            std::hint::black_box(f());
+        }
+        (0..self.samples.max(1)).map(|_| f().as_secs_f64()).collect()
+    }
+
     /// Times the whole of `f` with a monotonic clock, as [`Sampling::measure`] does.
     pub fn time<F: FnMut()>(&self, mut f: F) -> Stats {
         self.measure(|| {

@@ -1,13 +1,14 @@
 //! Shared state vs message passing, measured: one workload — counting values into a
 //! histogram — done five ways, throughput vs thread count.
 
+use crate::lab::together::run_together;
 use crate::lab::{
     Figure, ParamError, Point, Report, Sampling, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The five ways, in the order they are drawn.
 pub const WAYS: [&str; 5] = ["mutex", "rwlock", "atomic", "shards", "channel"];
@@ -31,7 +32,7 @@ pub struct Histogram {
 impl Default for Histogram {
     fn default() -> Self {
         Histogram {
-            threads: crate::experiments::intro::scaling::default_threads(cores()),
+            threads: crate::experiments::intro::scaling::default_threads_within(cores(), 256, 16),
             ops_per_thread: 1_000_000,
             buckets: 16,
             samples: 3,
@@ -48,6 +49,19 @@ impl Histogram {
         check_range("samples", self.samples, 1..=51)?;
         if self.ways.is_empty() || self.ways.iter().any(|w| !WAYS.contains(&w.as_str())) {
             return Err(ParamError::new("ways", format!("a non-empty list of: {}", WAYS.join(", ")), &self.ways));
+        }
+        // Values counted over the whole experiment: bounds its run time (the channel way
+        // manages some 10–30 million a second).
+        let total: u64 = self.threads.iter().map(|&t| t as u64).sum::<u64>()
+            * self.ops_per_thread
+            * (self.samples as u64 + 1)
+            * self.ways.len() as u64;
+        if total > 2_000_000_000 {
+            return Err(ParamError::new(
+                "sum(threads) × ops_per_thread × (samples + 1) × ways",
+                "at most 2000000000 values",
+                total,
+            ));
         }
         Ok(())
     }
@@ -92,24 +106,26 @@ pub fn histogram(p: &Histogram) -> Result<HistogramReport, ParamError> {
     for way in WAYS.iter().filter(|w| p.ways.iter().any(|x| x == *w)) {
         for &t in &p.threads {
             let mut exact = true;
-            let st = sampling.time(|| {
-                let h = count(way, t, p.ops_per_thread, p.buckets);
-                exact &= h.iter().sum::<u64>() == t as u64 * p.ops_per_thread;
+            let mut failed = None;
+            let secs = sampling.collect(|| match count(way, t, p.ops_per_thread, p.buckets) {
+                Ok((h, wall)) => {
+                    exact &= h.iter().sum::<u64>() == t as u64 * p.ops_per_thread;
+                    wall
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    Duration::from_secs(1)
+                }
             });
+            if let Some(e) = failed {
+                return Err(ParamError::failed("histogram", e));
+            }
             let total = (t as u64 * p.ops_per_thread) as f64;
-            let mops: Vec<f64> = [st.median, st.p25, st.p75].iter().map(|s| total / s / 1e6).collect();
+            let rates: Vec<f64> = secs.iter().map(|s| total / s.max(1e-9) / 1e6).collect();
             rows.push(HistogramRow {
                 way: way.to_string(),
                 threads: t,
-                mops: Stats {
-                    median: mops[0],
-                    p25: mops[2],
-                    p75: mops[1],
-                    min: total / st.max / 1e6,
-                    max: total / st.min / 1e6,
-                    mean: total / st.mean / 1e6,
-                    ..st
-                },
+                mops: Stats::from_samples(&rates).expect("finite rates"),
                 exact,
             });
         }
@@ -117,101 +133,90 @@ pub fn histogram(p: &Histogram) -> Result<HistogramReport, ParamError> {
     Ok(HistogramReport { params: p.clone(), rows })
 }
 
-/// One run of one way; returns the histogram.
-fn count(way: &str, threads: usize, ops: u64, buckets: usize) -> Vec<u64> {
+/// One run of one way: the histogram, and the time from the counting threads' common
+/// start (they are created first, then released together) to the last count.
+fn count(way: &str, threads: usize, ops: u64, buckets: usize) -> std::io::Result<(Vec<u64>, Duration)> {
     let b = buckets as u64;
+    let ready = |_| Ok(());
     match way {
         "mutex" => {
             let h = Mutex::new(vec![0u64; buckets]);
-            std::thread::scope(|s| {
-                for i in 0..threads {
-                    let h = &h;
-                    s.spawn(move || {
-                        let mut x = seed(i);
-                        for _ in 0..ops {
-                            let k = (next(&mut x) % b) as usize;
-                            h.lock().unwrap_or_else(|e| e.into_inner())[k] += 1;
-                        }
-                    });
+            let done = run_together(threads, ready, |i| {
+                let mut x = seed(i);
+                for _ in 0..ops {
+                    let k = (next(&mut x) % b) as usize;
+                    h.lock().unwrap_or_else(|e| e.into_inner())[k] += 1;
                 }
-            });
-            h.into_inner().unwrap_or_else(|e| e.into_inner())
+            })?;
+            Ok((h.into_inner().unwrap_or_else(|e| e.into_inner()), done.wall))
         }
         "rwlock" => {
             let h = RwLock::new(vec![0u64; buckets]);
-            std::thread::scope(|s| {
-                for i in 0..threads {
-                    let h = &h;
-                    s.spawn(move || {
-                        let mut x = seed(i);
-                        for _ in 0..ops {
-                            let k = (next(&mut x) % b) as usize;
-                            h.write().unwrap_or_else(|e| e.into_inner())[k] += 1;
-                        }
-                    });
+            let done = run_together(threads, ready, |i| {
+                let mut x = seed(i);
+                for _ in 0..ops {
+                    let k = (next(&mut x) % b) as usize;
+                    h.write().unwrap_or_else(|e| e.into_inner())[k] += 1;
                 }
-            });
-            h.into_inner().unwrap_or_else(|e| e.into_inner())
+            })?;
+            Ok((h.into_inner().unwrap_or_else(|e| e.into_inner()), done.wall))
         }
         "atomic" => {
             let h: Vec<AtomicU64> = (0..buckets).map(|_| AtomicU64::new(0)).collect();
-            std::thread::scope(|s| {
-                for i in 0..threads {
-                    let h = &h;
-                    s.spawn(move || {
-                        let mut x = seed(i);
-                        for _ in 0..ops {
-                            h[(next(&mut x) % b) as usize].fetch_add(1, Ordering::Relaxed);
-                        }
-                    });
+            let done = run_together(threads, ready, |i| {
+                let mut x = seed(i);
+                for _ in 0..ops {
+                    h[(next(&mut x) % b) as usize].fetch_add(1, Ordering::Relaxed);
                 }
-            });
-            h.into_iter().map(AtomicU64::into_inner).collect()
+            })?;
+            Ok((h.into_iter().map(AtomicU64::into_inner).collect(), done.wall))
         }
-        "shards" => std::thread::scope(|s| {
-            let hs: Vec<_> = (0..threads)
-                .map(|i| {
-                    s.spawn(move || {
-                        let mut mine = vec![0u64; buckets];
-                        let mut x = seed(i);
-                        for _ in 0..ops {
-                            mine[(next(&mut x) % b) as usize] += 1;
-                        }
-                        mine
-                    })
-                })
-                .collect();
+        "shards" => {
+            let done = run_together(threads, ready, |i| {
+                let mut mine = vec![0u64; buckets];
+                let mut x = seed(i);
+                for _ in 0..ops {
+                    mine[(next(&mut x) % b) as usize] += 1;
+                }
+                mine
+            })?;
+            // Merging is part of the way: time it too.
+            let t = Instant::now();
             let mut h = vec![0u64; buckets];
-            for shard in hs.into_iter().filter_map(|j| j.join().ok()) {
+            for shard in &done.results {
                 for (a, v) in h.iter_mut().zip(shard) {
                     *a += v;
                 }
             }
-            h
-        }),
+            Ok((h, done.wall + t.elapsed()))
+        }
         _ => {
-            // "channel": producers send bucket numbers; one owner thread counts them.
-            let (tx, rx) = mpsc::channel::<u32>();
+            // "channel": producers send bucket numbers through a bounded channel (so a
+            // slow owner holds them back instead of letting messages pile up in memory);
+            // one owner thread does all the counting. Timed until the owner is done.
+            let (tx, rx) = mpsc::sync_channel::<u32>(1024);
             std::thread::scope(|s| {
-                let owner = s.spawn(move || {
+                let owner = std::thread::Builder::new().spawn_scoped(s, move || {
                     let mut h = vec![0u64; buckets];
-                    // Ends when every sender is dropped; the timeout only guards a bug.
+                    // Ends when every sender is gone; the timeout only guards a bug.
                     while let Ok(k) = rx.recv_timeout(Duration::from_secs(30)) {
                         h[k as usize] += 1;
                     }
-                    h
-                });
-                for i in 0..threads {
+                    (h, Instant::now())
+                })?;
+                let sent = run_together(threads, ready, |i| {
                     let tx = tx.clone();
-                    s.spawn(move || {
-                        let mut x = seed(i);
-                        for _ in 0..ops {
-                            let _ = tx.send((next(&mut x) % b) as u32);
+                    let mut x = seed(i);
+                    for _ in 0..ops {
+                        if tx.send((next(&mut x) % b) as u32).is_err() {
+                            break;
                         }
-                    });
-                }
+                    }
+                });
                 drop(tx);
-                owner.join().unwrap_or_default()
+                let (h, end) = owner.join().map_err(|_| std::io::Error::other("the owner thread panicked"))?;
+                let sent = sent?;
+                Ok((h, end.saturating_duration_since(sent.start)))
             })
         }
     }
@@ -279,7 +284,8 @@ mod tests {
     #[test]
     fn every_way_counts_exactly() {
         for way in WAYS {
-            let h = count(way, 3, 5_000, 7);
+            let (h, wall) = count(way, 3, 5_000, 7).unwrap();
+            assert!(wall > Duration::ZERO);
             assert_eq!(h.len(), 7);
             assert_eq!(h.iter().sum::<u64>(), 15_000, "{way}");
             assert!(h.iter().all(|&c| c > 1_000), "{way}: buckets hit evenly {h:?}");

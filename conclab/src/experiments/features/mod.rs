@@ -1,10 +1,12 @@
 //! Experiments of notebook 02, "Rust concurrency features".
 
+pub mod actor;
 pub mod histogram;
 pub mod interior;
 pub mod race;
 pub mod send_sync;
 
+pub use actor::{ActorReport, ActorVsMutex, actor_vs_mutex};
 pub use histogram::{Histogram, HistogramReport, histogram};
 pub use interior::{InteriorCosts, InteriorReport, interior_costs, refcell_conflict};
 pub use race::{RaceReport, RacyCounter, racy_counter};
@@ -21,6 +23,12 @@ pub fn experiments() -> Vec<Experiment> {
             "02-features",
             "one histogram counted five ways (mutex, rwlock, atomic, shards, channel), throughput vs threads",
             histogram,
+        ),
+        Experiment::new(
+            "actor",
+            "02-features",
+            "a counter service as an actor (owner thread + channels) vs a Mutex, requests/s vs clients",
+            actor_vs_mutex,
         ),
         Experiment::new(
             "interior-costs",

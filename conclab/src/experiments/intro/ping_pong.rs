@@ -36,9 +36,18 @@ impl Default for PingPong {
             samples: 5,
             mechanisms: vec!["park".into(), "channel".into()],
             cpu_a: cpus[0],
-            cpu_b: *cpus.get(1).unwrap_or(&cpus[0]),
+            cpu_b: other_core(cpus[0]),
         }
     }
+}
+
+/// A usable CPU other than `cpu`, preferring one that is not its SMT sibling (two
+/// hardware threads of one core share caches and behave unlike two cores); `cpu` itself
+/// on a one-CPU machine.
+pub fn other_core(cpu: usize) -> usize {
+    let siblings = crate::lab::machine::smt_siblings(cpu);
+    let others: Vec<usize> = usable_cpus().into_iter().filter(|&c| c != cpu).collect();
+    others.iter().copied().find(|c| !siblings.contains(c)).or(others.first().copied()).unwrap_or(cpu)
 }
 
 pub const MECHANISMS: [&str; 2] = ["park", "channel"];
@@ -47,6 +56,11 @@ impl PingPong {
     pub fn validate(&self) -> Result<(), ParamError> {
         check_range("round_trips", self.round_trips, 100..=1_000_000)?;
         check_range("samples", self.samples, 1..=51)?;
+        // Bounds the run time: about 50 µs a round trip across CPUs in a small VM.
+        let trips = self.round_trips as u64 * self.samples as u64;
+        if trips > 2_000_000 {
+            return Err(ParamError::new("round_trips × samples", "at most 2000000", trips));
+        }
         if self.mechanisms.is_empty() || self.mechanisms.iter().any(|m| !MECHANISMS.contains(&m.as_str())) {
             return Err(ParamError::new("mechanisms", "a non-empty list of: park, channel", &self.mechanisms));
         }
@@ -97,18 +111,23 @@ pub fn ping_pong(p: &PingPong) -> Result<PingPongReport, ParamError> {
         for (placement, pins) in p.placements() {
             let limit = Duration::from_secs(10).max(Duration::from_micros(p.round_trips as u64 * 1000));
             let stalled = |_| {
-                ParamError::new(
-                    "round_trips",
-                    format!("a count this machine completes within {} s", limit.as_secs()),
-                    p.round_trips,
+                ParamError::failed(
+                    format!("ping-pong ({mech}, {placement})"),
+                    format!(
+                        "a thread could not start, or {} round trips did not finish within {} s",
+                        p.round_trips,
+                        limit.as_secs()
+                    ),
                 )
             };
-            exchange(mech, p.round_trips.min(1000), pins, limit).map_err(stalled)?;
+            exchange(mech, p.round_trips.min(1000), 1, pins, limit).map_err(stalled)?;
+            // Keep at most ~200k single latencies per row for the histogram.
+            let keep = (p.round_trips * p.samples).div_ceil(200_000) as u64;
             let mut per_sample = Vec::new();
-            let mut latencies = Vec::with_capacity(p.round_trips * p.samples);
+            let mut latencies = Vec::new();
             let mut switches = Switches::default();
             for _ in 0..p.samples {
-                let s = exchange(mech, p.round_trips, pins, limit).map_err(stalled)?;
+                let s = exchange(mech, p.round_trips, keep, pins, limit).map_err(stalled)?;
                 per_sample.push(s.total.as_secs_f64() * 1e6 / p.round_trips as f64);
                 latencies.extend(s.latencies_us);
                 switches = switches + s.switches;
@@ -134,7 +153,8 @@ struct Exchange {
 }
 
 /// Runs `n` round trips between two fresh threads; `Err` if `limit` passes first.
-fn exchange(mech: &str, n: usize, pins: Option<(usize, usize)>, limit: Duration) -> Result<Exchange, ()> {
+/// Keeps every `keep`-th round trip's latency (all of them when `keep` is 1).
+fn exchange(mech: &str, n: usize, keep: u64, pins: Option<(usize, usize)>, limit: Duration) -> Result<Exchange, ()> {
     let deadline = Instant::now() + limit;
     let pin = |cpu: Option<usize>| {
         if let Some(c) = cpu {
@@ -147,34 +167,40 @@ fn exchange(mech: &str, n: usize, pins: Option<(usize, usize)>, limit: Duration)
         if mech == "park" {
             let turn = &turn_cell;
             let (tx, rx) = mpsc::channel::<Thread>();
-            let b = s.spawn(move || {
-                pin(pb);
-                let a = rx.recv_timeout(limit).map_err(|_| ())?;
-                let before = Switches::this_thread();
-                for i in 0..n as u64 {
-                    wait_for(turn, 2 * i + 1, deadline)?;
-                    turn.store(2 * i + 2, Ordering::Release);
-                    a.unpark();
-                }
-                Ok::<Switches, ()>(Switches::this_thread().since(before))
-            });
+            let b = std::thread::Builder::new()
+                .spawn_scoped(s, move || {
+                    pin(pb);
+                    let a = rx.recv_timeout(limit).map_err(|_| ())?;
+                    let before = Switches::this_thread();
+                    for i in 0..n as u64 {
+                        wait_for(turn, 2 * i + 1, deadline)?;
+                        turn.store(2 * i + 2, Ordering::Release);
+                        a.unpark();
+                    }
+                    Ok::<Switches, ()>(Switches::this_thread().since(before))
+                })
+                .map_err(|_| ())?;
             let b_thread = b.thread().clone();
             let b_for_a = b_thread.clone();
-            let a = s.spawn(move || {
-                pin(pa);
-                tx.send(std::thread::current()).map_err(|_| ())?;
-                let mut lat = Vec::with_capacity(n);
-                let before = Switches::this_thread();
-                let t0 = Instant::now();
-                for i in 0..n as u64 {
-                    let t = Instant::now();
-                    turn.store(2 * i + 1, Ordering::Release);
-                    b_for_a.unpark();
-                    wait_for(turn, 2 * i + 2, deadline)?;
-                    lat.push(t.elapsed().as_secs_f64() * 1e6);
-                }
-                Ok::<_, ()>((t0.elapsed(), lat, Switches::this_thread().since(before)))
-            });
+            let a = std::thread::Builder::new()
+                .spawn_scoped(s, move || {
+                    pin(pa);
+                    tx.send(std::thread::current()).map_err(|_| ())?;
+                    let mut lat = Vec::with_capacity(n / keep as usize + 1);
+                    let before = Switches::this_thread();
+                    let t0 = Instant::now();
+                    for i in 0..n as u64 {
+                        let t = Instant::now();
+                        turn.store(2 * i + 1, Ordering::Release);
+                        b_for_a.unpark();
+                        wait_for(turn, 2 * i + 2, deadline)?;
+                        if i % keep == 0 {
+                            lat.push(t.elapsed().as_secs_f64() * 1e6);
+                        }
+                    }
+                    Ok::<_, ()>((t0.elapsed(), lat, Switches::this_thread().since(before)))
+                })
+                .map_err(|_| ())?;
             let ra = a.join().map_err(|_| ())?;
             if ra.is_err() {
                 // Let B see a turn it is waiting for never comes: it times out by itself.
@@ -186,28 +212,35 @@ fn exchange(mech: &str, n: usize, pins: Option<(usize, usize)>, limit: Duration)
         } else {
             let (to_b, from_a) = mpsc::sync_channel::<u64>(0);
             let (to_a, from_b) = mpsc::sync_channel::<u64>(0);
-            let b = s.spawn(move || {
-                pin(pb);
-                let before = Switches::this_thread();
-                for _ in 0..n {
-                    let v = from_a.recv_timeout(deadline.saturating_duration_since(Instant::now())).map_err(|_| ())?;
-                    to_a.send(v + 1).map_err(|_| ())?;
-                }
-                Ok::<Switches, ()>(Switches::this_thread().since(before))
-            });
-            let a = s.spawn(move || {
-                pin(pa);
-                let mut lat = Vec::with_capacity(n);
-                let before = Switches::this_thread();
-                let t0 = Instant::now();
-                for i in 0..n as u64 {
-                    let t = Instant::now();
-                    to_b.send(i).map_err(|_| ())?;
-                    from_b.recv_timeout(deadline.saturating_duration_since(Instant::now())).map_err(|_| ())?;
-                    lat.push(t.elapsed().as_secs_f64() * 1e6);
-                }
-                Ok::<_, ()>((t0.elapsed(), lat, Switches::this_thread().since(before)))
-            });
+            let b = std::thread::Builder::new()
+                .spawn_scoped(s, move || {
+                    pin(pb);
+                    let before = Switches::this_thread();
+                    for _ in 0..n {
+                        let v =
+                            from_a.recv_timeout(deadline.saturating_duration_since(Instant::now())).map_err(|_| ())?;
+                        to_a.send(v + 1).map_err(|_| ())?;
+                    }
+                    Ok::<Switches, ()>(Switches::this_thread().since(before))
+                })
+                .map_err(|_| ())?;
+            let a = std::thread::Builder::new()
+                .spawn_scoped(s, move || {
+                    pin(pa);
+                    let mut lat = Vec::with_capacity(n / keep as usize + 1);
+                    let before = Switches::this_thread();
+                    let t0 = Instant::now();
+                    for i in 0..n as u64 {
+                        let t = Instant::now();
+                        to_b.send(i).map_err(|_| ())?;
+                        from_b.recv_timeout(deadline.saturating_duration_since(Instant::now())).map_err(|_| ())?;
+                        if i % keep == 0 {
+                            lat.push(t.elapsed().as_secs_f64() * 1e6);
+                        }
+                    }
+                    Ok::<_, ()>((t0.elapsed(), lat, Switches::this_thread().since(before)))
+                })
+                .map_err(|_| ())?;
             // Dropping A's channel ends (when A returns) unblocks B; B's timeout ends it otherwise.
             let ra = a.join().map_err(|_| ())?;
             let sb = b.join().map_err(|_| ())??;
@@ -239,7 +272,7 @@ impl PingPongReport {
 impl Report for PingPongReport {
     fn figures(&self) -> Vec<Figure> {
         let mut bars = Figure::bars(
-            "What a round trip between two threads costs",
+            "Is a round trip between two threads cheaper on one CPU or on two?",
             "placement of the two threads",
             "µs per round trip (median, p25–p75)",
         );
@@ -248,8 +281,12 @@ impl Report for PingPongReport {
             bars = bars.bar(&r.placement, &r.mechanism, s.median, Some((s.p25, s.p75)));
         }
         let mech = &self.rows.first().map(|r| r.mechanism.clone()).unwrap_or_default();
-        let mut hist =
-            Figure::histogram(&format!("Latency of single round trips ({mech})"), "round trip (µs)", 40).log_x();
+        let mut hist = Figure::histogram(
+            &format!("How much do single round trips vary? ({mech})"),
+            "round trip (µs), log scale",
+            40,
+        )
+        .log_x();
         for r in self.rows.iter().filter(|r| &r.mechanism == mech) {
             hist = hist.samples(&r.placement, r.latencies_us.clone());
         }
@@ -275,6 +312,12 @@ impl Report for PingPongReport {
         t.note(format!(
             "{} round trips per sample, {} samples; switches counted for both threads over all samples.",
             self.params.round_trips, self.params.samples
+        ));
+        let (a, b) = (self.params.cpu_a, self.params.cpu_b);
+        let siblings = crate::lab::machine::smt_siblings(a).contains(&b);
+        t.note(format!(
+            "same CPU = CPU {a}; two CPUs = CPU {a} and CPU {b} ({}).",
+            if siblings { "SMT siblings: two hardware threads of one core" } else { "not SMT siblings" }
         ));
         t
     }

@@ -2,10 +2,11 @@
 //! child process does not.
 
 use crate::lab::os::{pid, proc_status, tid};
+use crate::lab::together::{Gate, run_together};
 use crate::lab::{Figure, ParamError, Report, Table, check_range, thread_count};
 use serde::{Deserialize, Serialize};
 use std::process::{Command, Stdio};
-use std::sync::Barrier;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Parameters of [`processes`].
@@ -80,36 +81,53 @@ fn view(name: String, shared: &[u64], alive: usize) -> ThreadView {
 pub fn processes(p: &Processes) -> Result<ProcessesReport, ParamError> {
     check_range("threads", p.threads, 1..=64)?;
     let threads_before = thread_count();
-    let child = child_view()
-        .map_err(|e| ParamError::new("threads", format!("a machine that can run `cat` ({e})"), p.threads))?;
+    let child = child_view().map_err(|e| ParamError::failed("starting `cat /proc/self/status`", e))?;
     let shared = vec![7u64; 16];
-    let all_started = Barrier::new(p.threads + 1);
-    let all_counted = Barrier::new(p.threads + 1);
-    let (main, spawned) = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..p.threads)
-            .map(|i| {
-                let (shared, started, counted) = (&shared, &all_started, &all_counted);
-                s.spawn(move || {
-                    started.wait();
-                    counted.wait(); // main has counted threads: all of us were alive
-                    view(format!("thread {i}"), shared, 0)
-                })
-            })
-            .collect();
-        all_started.wait();
-        let alive = thread_count();
-        all_counted.wait();
-        let spawned: Vec<ThreadView> = handles
-            .into_iter()
-            .filter_map(|h| h.join().ok())
-            .map(|mut v| {
-                v.threads_in_process = alive;
-                v
-            })
-            .collect();
-        (view("main".into(), &shared, alive), spawned)
-    });
-    Ok(ProcessesReport { params: p.clone(), main, spawned, child, threads_before, threads_after: thread_count() })
+    // The last thread to arrive counts the threads (all are alive then) and releases
+    // the others; every wait is bounded.
+    let arrived = AtomicUsize::new(0);
+    let alive = AtomicUsize::new(0);
+    let counted = Gate::new();
+    let done = run_together(
+        p.threads,
+        |_| Ok(()),
+        |i| {
+            let v = view(format!("thread {i}"), &shared, 0);
+            if arrived.fetch_add(1, Ordering::AcqRel) + 1 == p.threads {
+                alive.store(thread_count(), Ordering::Release);
+                counted.open();
+            } else {
+                counted.wait(Duration::from_secs(30));
+            }
+            v
+        },
+    )
+    .map_err(|e| ParamError::failed("starting the threads", e))?;
+    let alive = alive.load(Ordering::Acquire);
+    let spawned: Vec<ThreadView> = done
+        .results
+        .into_iter()
+        .map(|mut v| {
+            v.threads_in_process = alive;
+            v
+        })
+        .collect();
+    // `join` returns when a thread's id is released, a moment before the kernel drops it
+    // from the process's count: give the count up to 100 ms to settle.
+    let settle = Instant::now();
+    let mut threads_after = thread_count();
+    while threads_after > threads_before && settle.elapsed() < Duration::from_millis(100) {
+        std::thread::sleep(Duration::from_millis(1));
+        threads_after = thread_count();
+    }
+    Ok(ProcessesReport {
+        params: p.clone(),
+        main: view("main".into(), &shared, alive),
+        spawned,
+        child,
+        threads_before,
+        threads_after,
+    })
 }
 
 fn child_view() -> std::io::Result<ChildView> {
@@ -158,17 +176,18 @@ impl ProcessesReport {
 
 impl Report for ProcessesReport {
     fn figures(&self) -> Vec<Figure> {
-        let f = Figure::bars("Threads live inside a process; a child process is a new one", "", "threads")
-            .bar("this process, before", "this process", self.threads_before as f64, None)
-            .bar(
-                &format!("while {} run", self.params.threads),
-                "this process",
-                self.main.threads_in_process as f64,
-                None,
-            )
-            .bar("after join", "this process", self.threads_after as f64, None)
-            .bar("child process", "child process", self.child.threads as f64, None)
-            .legend(crate::lab::Legend::UpperRight);
+        let f =
+            Figure::bars("Threads live inside a process; a child process is a new one", "moment / process", "threads")
+                .bar("this process, before", "this process", self.threads_before as f64, None)
+                .bar(
+                    &format!("while {} run", self.params.threads),
+                    "this process",
+                    self.main.threads_in_process as f64,
+                    None,
+                )
+                .bar("after join", "this process", self.threads_after as f64, None)
+                .bar("child process", "child process", self.child.threads as f64, None)
+                .legend(crate::lab::Legend::UpperRight);
         vec![f.note(format!(
             "This process is PID {}; the child (`{}`) is PID {} with parent {}.",
             self.main.pid, self.child.program, self.child.pid, self.child.ppid

@@ -2,12 +2,14 @@
 //! with Amdahl's law and the Universal Scalability Law fitted to the speedup.
 
 use crate::lab::fit::{Usl, amdahl, fit_amdahl, fit_usl, karp_flatt};
+use crate::lab::together::run_together;
 use crate::lab::work::{busy, iters_per_ms};
 use crate::lab::{
     Figure, ParamError, Point, Report, Sampling, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
 };
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// Parameters of [`scaling`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,7 +28,9 @@ pub struct Scaling {
 
 impl Default for Scaling {
     fn default() -> Self {
-        Scaling { threads: default_threads(cores()), work_ms: 100, samples: 5, rayon: true }
+        // Enough work that each thread's share stays well above thread start-up costs.
+        let work_ms = (50 * cores() as u64).clamp(100, 2000);
+        Scaling { threads: default_threads_within(cores(), 1024, 24), work_ms, samples: 5, rayon: true }
     }
 }
 
@@ -48,6 +52,18 @@ pub fn default_threads(cores: usize) -> Vec<usize> {
     v
 }
 
+/// [`default_threads`] limited to counts `<= max` and at most `len` of them, so a
+/// default stays inside an experiment's allowed range on any machine.
+pub fn default_threads_within(cores: usize, max: usize, len: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = default_threads(cores).into_iter().filter(|&t| t <= max).collect();
+    while v.len() > len {
+        // drop from the middle of the large counts, keeping 1, the core count and the top
+        let k = v.iter().position(|&t| t > 8 && t != cores).unwrap_or(v.len() - 2);
+        v.remove(k);
+    }
+    v
+}
+
 impl Scaling {
     pub fn validate(&self) -> Result<(), ParamError> {
         check_list("threads", &self.threads, 24, 1..=1024)?;
@@ -55,7 +71,18 @@ impl Scaling {
             return Err(ParamError::new("threads", "a list that includes 1 (the baseline)", &self.threads));
         }
         check_range("work_ms", self.work_ms, 1..=5000)?;
-        check_range("samples", self.samples, 1..=51)
+        check_range("samples", self.samples, 1..=51)?;
+        // CPU time the whole experiment needs, whatever the speedup: a bound on its run time.
+        let cpu_ms =
+            self.work_ms * (self.samples as u64 + 1) * self.threads.len() as u64 * if self.rayon { 2 } else { 1 };
+        if cpu_ms > 600_000 {
+            return Err(ParamError::new(
+                "work_ms × (samples + 1) × thread counts × methods",
+                "at most 600000 ms of CPU time (10 minutes)",
+                cpu_ms,
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -101,19 +128,33 @@ pub fn scaling(p: &Scaling) -> Result<ScalingReport, ParamError> {
         let mut base = None;
         for &t in &p.threads {
             let stats = if method == THREADS {
-                sampling.time(|| {
-                    split_over_threads(total, t);
-                })
-            } else {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(t)
-                    .build()
-                    .map_err(|e| ParamError::new("threads", format!("counts the OS can start ({e})"), t))?;
-                let s = sampling.time(|| {
-                    pool.install(|| split_with_rayon(total, t));
+                // Threads are created first and released together: only the work is timed.
+                let mut failed = None;
+                let s = sampling.measure(|| match run_together(t, |_| Ok(()), |i| busy(total / t as u64, i as u64)) {
+                    Ok(done) => done.wall,
+                    Err(e) => {
+                        failed = Some(e);
+                        Duration::ZERO
+                    }
                 });
-                drop(pool); // its threads exit; nothing outlives the call
+                if let Some(e) = failed {
+                    return Err(ParamError::failed("scaling", e));
+                }
                 s
+            } else {
+                // `build_scoped` returns only after the pool's threads have exited: nothing
+                // outlives the call. The pool exists before timing starts.
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(t)
+                    .build_scoped(
+                        |thread| thread.run(),
+                        |pool| {
+                            sampling.time(|| {
+                                pool.install(|| split_with_rayon(total, t));
+                            })
+                        },
+                    )
+                    .map_err(|e| ParamError::failed("scaling", format!("could not start a rayon pool of {t}: {e}")))?
             }
             .scaled(1e3);
             if t == 1 {
@@ -133,14 +174,6 @@ pub fn scaling(p: &Scaling) -> Result<ScalingReport, ParamError> {
     Ok(ScalingReport { params: p.clone(), cores: n, amdahl_p: fit_amdahl(&upto_cores), usl: fit_usl(&pts), rows })
 }
 
-fn split_over_threads(total: u64, t: usize) -> u64 {
-    let part = total / t as u64;
-    std::thread::scope(|s| {
-        let hs: Vec<_> = (0..t).map(|i| s.spawn(move || busy(part, i as u64))).collect();
-        hs.into_iter().map(|h| h.join().unwrap_or(0)).fold(0, |a, b| a ^ b)
-    })
-}
-
 fn split_with_rayon(total: u64, t: usize) -> u64 {
     // A few pieces per thread, so work stealing can even out uneven progress.
     let pieces = (t * 4) as u64;
@@ -149,6 +182,20 @@ fn split_with_rayon(total: u64, t: usize) -> u64 {
 }
 
 impl ScalingReport {
+    /// The figure's title, from the data: where the std::thread speedup peaked.
+    pub fn headline(&self) -> String {
+        let best = self.rows.iter().filter(|r| r.method == THREADS).max_by(|a, b| a.speedup.total_cmp(&b.speedup));
+        match best {
+            Some(b) if self.cores > 1 => format!(
+                "Speedup peaks at {}× with {} threads ({} CPUs here)",
+                fmt_num(b.speedup),
+                b.threads,
+                self.cores
+            ),
+            _ => format!("One CPU here: more threads cannot run at once ({} CPU)", self.cores),
+        }
+    }
+
     pub fn speedup(&self, method: &str, threads: usize) -> Option<f64> {
         self.rows.iter().find(|r| r.method == method && r.threads == threads).map(|r| r.speedup)
     }
@@ -157,11 +204,7 @@ impl ScalingReport {
 impl Report for ScalingReport {
     fn figures(&self) -> Vec<Figure> {
         let max_t = self.params.threads.iter().copied().max().unwrap_or(1) as f64;
-        let mut f = Figure::lines(
-            &format!("Speedup stops at the core count ({} CPUs here)", self.cores),
-            "threads",
-            "speedup over 1 thread (×)",
-        );
+        let mut f = Figure::lines(&self.headline(), "threads", "speedup over 1 thread (×)");
         let curve = |to: f64, g: &dyn Fn(f64) -> f64| -> Vec<Point> {
             (0..=60).map(|i| 1.0 + (to - 1.0) * i as f64 / 60.0).map(|x| Point::new(x, g(x))).collect()
         };
@@ -218,7 +261,10 @@ impl Report for ScalingReport {
                 fmt_num(r.millis.median),
                 format!("{}–{}", fmt_num(r.millis.p25), fmt_num(r.millis.p75)),
                 format!("{}×", fmt_num(r.speedup)),
-                karp_flatt(r.threads as f64, r.speedup).map_or("–".into(), |e| format!("{e:.3}")),
+                // Past the core count e only reflects the missing cores: not shown.
+                karp_flatt(r.threads as f64, r.speedup)
+                    .filter(|_| r.threads <= self.cores)
+                    .map_or("–".into(), |e| format!("{e:.3}")),
             ]);
         }
         if let Some(p) = self.amdahl_p {
@@ -249,6 +295,17 @@ mod tests {
     fn default_counts_cover_twice_the_cores() {
         assert_eq!(default_threads(2), vec![1, 2, 3, 4]);
         assert_eq!(default_threads(16), vec![1, 2, 3, 4, 5, 6, 7, 8, 16, 24, 32]);
+    }
+
+    #[test]
+    fn defaults_stay_in_range_on_any_machine() {
+        for c in [1, 2, 3, 8, 16, 48, 64, 96, 128, 255, 256, 512, 1000, 1024] {
+            let v = default_threads_within(c, 64, 12);
+            assert!(v.len() <= 12 && v.iter().all(|&t| (1..=64).contains(&t)) && v[0] == 1, "{c}: {v:?}");
+            let v = default_threads_within(c, 1024, 24);
+            assert!(v.len() <= 24 && v.iter().all(|&t| (1..=1024).contains(&t)), "{c}: {v:?}");
+        }
+        assert!(Scaling::default().validate().is_ok());
     }
 
     #[test]

@@ -53,6 +53,11 @@ impl StackRun {
     }
 }
 
+/// The stack size `std::thread::spawn` uses: `RUST_MIN_STACK` (bytes) if set, else 2 MiB.
+pub fn default_stack_kib() -> usize {
+    std::env::var("RUST_MIN_STACK").ok().and_then(|v| v.trim().parse::<usize>().ok()).map_or(2048, |b| b.div_ceil(1024))
+}
+
 /// Result of [`stacks`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StacksReport {
@@ -73,7 +78,7 @@ pub fn stacks(p: &Stacks) -> Result<StacksReport, ParamError> {
         let views = batch(p.threads, size, &heap)
             .map_err(|e| ParamError::new("stack_kib", format!("a stack size the OS grants ({e})"), p.stack_kib))?;
         let label = match size {
-            None => "default stack (2 MiB)".to_string(),
+            None => format!("default stack ({} KiB)", default_stack_kib()),
             Some(k) => format!("stack_size({k} KiB)"),
         };
         runs.push(StackRun { label, stack_kib: size, views });
@@ -129,14 +134,14 @@ impl Report for StacksReport {
     fn figures(&self) -> Vec<Figure> {
         let mut f = Figure::bars(
             "Each thread gets its own stack; they sit one stack size apart",
-            "",
+            "threads started with",
             "distance between neighbouring stacks (KiB)",
         );
         for r in &self.runs {
             if let Some(s) = r.spacing() {
                 f = f.bar(&r.label, "measured", s.median, Some((s.p25, s.p75)));
             }
-            if let Some(k) = r.stack_kib.or(Some(2048)) {
+            if let Some(k) = r.stack_kib.or(Some(default_stack_kib())) {
                 f = f.bar(&r.label, "requested size", k as f64, None);
             }
         }

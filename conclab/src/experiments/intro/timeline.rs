@@ -2,10 +2,10 @@
 //! spread over all CPUs, traced as a timeline of who ran where and when.
 
 use crate::lab::os::current_cpu;
+use crate::lab::together::run_together;
 use crate::lab::work::{busy, iters_per_ms};
 use crate::lab::{Figure, ParamError, Report, Table, check_cpu, check_range, fmt_num, pin_current_thread, usable_cpus};
 use serde::{Deserialize, Serialize};
-use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 /// Parameters of [`timeline`].
@@ -103,46 +103,33 @@ impl TimelineReport {
 pub fn timeline(p: &Timeline) -> Result<TimelineReport, ParamError> {
     p.validate()?;
     let per_ms = iters_per_ms();
-    let one_cpu = run(p.tasks, p.work_ms * per_ms, per_ms, Some(p.cpu), "1 CPU");
-    let all_cpus = run(p.tasks, p.work_ms * per_ms, per_ms, None, "all CPUs");
+    let one_cpu = run(p.tasks, p.work_ms * per_ms, per_ms, Some(p.cpu), "1 CPU")?;
+    let all_cpus = run(p.tasks, p.work_ms * per_ms, per_ms, None, "all CPUs")?;
     Ok(TimelineReport { params: p.clone(), one_cpu, all_cpus })
 }
 
-fn run(tasks: usize, iters: u64, per_ms: u64, pin: Option<usize>, mode: &str) -> Run {
-    let barrier = Barrier::new(tasks + 1);
+fn run(tasks: usize, iters: u64, per_ms: u64, pin: Option<usize>, mode: &str) -> Result<Run, ParamError> {
     let chunk = (per_ms / 20).max(1); // about 50 µs of work between checks
     let nominal = Duration::from_micros(50);
-    let (epoch, mut slices) = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..tasks)
-            .map(|task| {
-                let barrier = &barrier;
-                s.spawn(move || {
-                    if let Some(cpu) = pin {
-                        pin_current_thread(cpu);
-                    }
-                    barrier.wait();
-                    trace(task, iters, chunk, nominal)
-                })
-            })
-            .collect();
-        let epoch = Instant::now();
-        barrier.wait();
-        let slices: Vec<(usize, i64, Instant, Instant)> =
-            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect();
-        (epoch, slices)
-    });
+    let prepare = |_| match pin {
+        Some(cpu) if !pin_current_thread(cpu) => Err(format!("could not pin a thread to CPU {cpu}")),
+        _ => Ok(()),
+    };
+    let done = run_together(tasks, prepare, |task| trace(task, iters, chunk, nominal))
+        .map_err(|e| ParamError::failed("timeline", e))?;
+    let start = done.start;
+    let mut slices: Vec<(usize, i64, Instant, Instant)> = done.results.into_iter().flatten().collect();
     slices.sort_by_key(|s| s.2);
-    let start = slices.iter().map(|s| s.2).min().unwrap_or(epoch);
-    let end = slices.iter().map(|s| s.3).max().unwrap_or(epoch);
+    let end = slices.iter().map(|s| s.3).max().unwrap_or(start);
     let ms = |t: Instant| t.saturating_duration_since(start).as_secs_f64() * 1e3;
-    Run {
+    Ok(Run {
         mode: mode.into(),
         wall_ms: ms(end),
         slices: slices
             .into_iter()
             .map(|(task, cpu, a, b)| Slice { task, cpu, start_ms: ms(a), end_ms: ms(b) })
             .collect(),
-    }
+    })
 }
 
 /// Does `iters` of work in chunks and returns the stretches it ran uninterrupted.
@@ -175,15 +162,17 @@ fn trace(task: usize, iters: u64, chunk: u64, nominal: Duration) -> Vec<(usize, 
 
 impl Report for TimelineReport {
     fn figures(&self) -> Vec<Figure> {
-        let mut f = Figure::timeline(
-            &format!(
-                "{} tasks on 1 CPU take turns; on all CPUs they run at once ({}× faster)",
+        let used = self.all_cpus.cpus_used();
+        let title = if used > 1 && self.params.tasks > 1 {
+            format!(
+                "{} tasks take turns on 1 CPU; unpinned they ran on {used} CPUs at once ({}× faster)",
                 self.params.tasks,
                 fmt_num(self.speedup())
-            ),
-            "time since the run started (ms)",
-            "",
-        );
+            )
+        } else {
+            format!("{} task(s) on 1 CPU vs unpinned: only {used} CPU was used, so no parallelism", self.params.tasks)
+        };
+        let mut f = Figure::timeline(&title, "time since the run started (ms)", "");
         for run in [&self.one_cpu, &self.all_cpus] {
             for task in 0..self.params.tasks {
                 let lane = format!("{}: task {task}", run.mode);
