@@ -1,9 +1,8 @@
 //! What a closure's captures cost when a thread starts: borrowing (scoped), moving,
 //! cloning an `Arc`, or cloning the data itself.
 
-use crate::lab::{
-    Figure, ParamError, Point, Report, Sampling, Series, Stats, Style, Table, check_list, check_range, fmt_num,
-};
+use super::common::stats;
+use crate::lab::{Figure, ParamError, Point, Report, Series, Stats, Style, Table, check_list, check_range, fmt_num};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +15,8 @@ pub struct CaptureCost {
     pub sizes_kib: Vec<usize>,
     /// Threads spawned and joined per sample: 1..=1000.
     pub spawns: usize,
-    /// Timed samples per point (after one warm-up): 1..=51.
+    /// Timed samples per point (after one warm-up): 1..=51. The four capture patterns
+    /// take turns, one spawn each, so a change during the run affects them alike.
     pub samples: usize,
     /// Capture patterns, any of: "borrow" (scoped thread, `&Vec`), "move" (the `Vec`
     /// moved in), "arc" (an `Arc<Vec>` clone moved in), "clone" (a deep copy moved in).
@@ -82,34 +82,32 @@ pub struct CaptureCostReport {
 /// it (the threads hand their `Vec` back through `join`).
 pub fn capture_cost(p: &CaptureCost) -> Result<CaptureCostReport, ParamError> {
     p.validate()?;
-    let sampling = Sampling { warmup: 1, samples: p.samples };
+    let modes: Vec<&str> = MODES.iter().copied().filter(|m| p.modes.iter().any(|x| x == *m)).collect();
     let mut rows = Vec::new();
-    for mode in MODES.iter().filter(|m| p.modes.iter().any(|x| x == *m)) {
-        for &kib in &p.sizes_kib {
-            let n = kib * 1024;
-            let shared: Arc<Vec<u8>> = Arc::new(vec![1u8; n]);
-            let mut failed = None;
-            let stats = sampling.measure(|| {
-                let mut total = Duration::ZERO;
-                for _ in 0..p.spawns {
-                    match spawn_once(mode, &shared, n) {
-                        Ok(d) => total += d,
-                        Err(e) => {
-                            failed = Some(e);
-                            break;
-                        }
-                    }
+    for &kib in &p.sizes_kib {
+        let n = kib * 1024;
+        let shared: Arc<Vec<u8>> = Arc::new(vec![1u8; n]);
+        // Round-robin over the modes, one spawn each at a time: whatever changes during
+        // the run (which CPU the scheduler picks, another process) hits all modes alike.
+        let mut micros: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+        for sample in 0..=p.samples {
+            let mut total = vec![Duration::ZERO; modes.len()];
+            for _ in 0..p.spawns {
+                for (k, mode) in modes.iter().enumerate() {
+                    total[k] += spawn_once(mode, &shared, n).map_err(|e| {
+                        ParamError::new("spawns", format!("a count this machine can spawn ({e})"), p.spawns)
+                    })?;
                 }
-                total
-            });
-            if let Some(e) = failed {
-                return Err(ParamError::new("spawns", format!("a count this machine can spawn ({e})"), p.spawns));
             }
-            rows.push(CaptureRow {
-                mode: mode.to_string(),
-                size_kib: kib,
-                micros: stats.scaled(1e6 / p.spawns as f64),
-            });
+            if sample > 0 {
+                // sample 0 is the warm-up
+                for (k, t) in total.iter().enumerate() {
+                    micros[k].push(t.as_secs_f64() * 1e6 / p.spawns as f64);
+                }
+            }
+        }
+        for (k, mode) in modes.iter().enumerate() {
+            rows.push(CaptureRow { mode: mode.to_string(), size_kib: kib, micros: stats(&micros[k]) });
         }
     }
     Ok(CaptureCostReport { params: p.clone(), rows })

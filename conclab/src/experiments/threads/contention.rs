@@ -197,9 +197,8 @@ impl Report for LockContentionReport {
         let mut f = Figure::lines(
             &format!("Which lock holds up under contention, and past {} cores?", self.cores),
             "threads",
-            "lock + increment + unlock (Mops/s, all threads; median, p25–p75)",
+            "lock+increment+unlock, Mops/s (median, p25–p75)",
         )
-        .log_x()
         .log_y();
         for lock in LOCKS {
             let pts: Vec<Point> = self

@@ -305,7 +305,12 @@ impl Report for DeadlockReport {
             ),
             None => "Two threads, two locks, opposite orders".to_string(),
         };
-        let mut f = Figure::timeline(&title, "time since start (ms)", "");
+        let mut f = Figure::timeline(&title, "time since start (ms)", "").size(760, 500);
+        // The detector's lane on top: it is empty but for one mark, so the legend fits there.
+        if let Some(d) = self.detected_ms {
+            let w = (self.total_ms * 0.006).max(0.2);
+            f = f.span("detector", "cycle found", d - w, d + w);
+        }
         // One lane per thread and lock, in the order each thread takes its locks; a
         // back-off is drawn on the lane of the lock the thread let go of.
         let lanes = [(0, 0), (0, 1), (1, 1), (1, 0)];
@@ -323,10 +328,6 @@ impl Report for DeadlockReport {
                 };
                 f = f.span(&lane, key, sp.start_ms, sp.end_ms);
             }
-        }
-        if let Some(d) = self.detected_ms {
-            let w = (self.total_ms * 0.006).max(0.2);
-            f = f.span("detector", "cycle found", d - w, d + w);
         }
         f = f.note(format!("cycle: {}", self.cycle_text));
         vec![f.legend(crate::lab::Legend::UpperRight)]

@@ -291,20 +291,23 @@ impl Report for LitmusReport {
     fn figures(&self) -> Vec<Figure> {
         let mut f = Figure::bars(
             "Store buffering: does the 'impossible' a=0, b=0 happen?",
-            "memory ordering of the stores and loads",
+            "what the two loads read (a: thread A's read of y, b: thread B's read of x)",
             &format!("outcomes per run of {} trials (median, p25–p75)", fmt_num(self.params.trials as f64)),
         )
         .log_y();
-        for r in &self.sb {
-            for (o, name) in OUTCOMES.iter().enumerate() {
+        // Outcomes on the x axis, orderings as colours: the reordered outcome comes first,
+        // and the rare ones sit at both ends, clear of the legend.
+        for (o, name) in OUTCOMES.iter().enumerate() {
+            let group = if o == 0 { format!("{name} (reordered)") } else { name.to_string() };
+            for r in &self.sb {
                 let s = &r.outcome_stats[o];
-                f = f.bar(kind_label(&r.ordering), name, s.median, Some((s.p25, s.p75)));
+                f = f.bar(&group, kind_label(&r.ordering), s.median, Some((s.p25, s.p75)));
             }
         }
         let never: Vec<&str> = self.sb.iter().filter(|r| r.reordered() == 0).map(|r| kind_label(&r.ordering)).collect();
         if !never.is_empty() {
             f = f.caption(format!(
-                "No blue bar: a=0, b=0 never happened with {} · log scale · {}",
+                "a=0, b=0 never happened with {} (no bar) · log scale · {}",
                 never.join(", "),
                 crate::lab::MachineCard::current().caption()
             ));

@@ -164,7 +164,7 @@ impl OrderingsReport {
     }
 
     fn figure_for(&self, op: &str, title: &str) -> Figure {
-        let mut f = Figure::lines(title, "threads", &format!("{op} (Mops/s, all threads; median, p25–p75)"));
+        let mut f = Figure::lines(title, "threads", &format!("{op}, Mops/s, all threads (median, p25–p75)"));
         for name in ORDERINGS {
             let pts: Vec<Point> = self
                 .rows

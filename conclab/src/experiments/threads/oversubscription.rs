@@ -211,6 +211,7 @@ impl Report for OversubscriptionReport {
         )
         .log_x()
         .log_y();
+        let mut never = Vec::new();
         for w in WORKLOADS {
             for (kind, pick) in [("voluntary", true), ("involuntary", false)] {
                 let pts: Vec<Point> = self
@@ -219,10 +220,18 @@ impl Report for OversubscriptionReport {
                     .filter(|r| r.workload == w)
                     .map(|r| Point::new(r.threads as f64, if pick { r.voluntary } else { r.involuntary }))
                     .collect();
-                if !pts.is_empty() {
+                if pts.iter().all(|p| p.y == 0.0) {
+                    if !pts.is_empty() {
+                        never.push(format!("{w}: no {kind} switches at all"));
+                    }
+                } else {
                     g = g.series(Series::new(format!("{w}: {kind}"), Style::Measured, pts));
                 }
             }
+        }
+        if !never.is_empty() {
+            let caption = format!("{} · {}", never.join(", "), g.caption);
+            g = g.caption(caption);
         }
         g = g.note("Points at zero switches are left out (log scale).");
         vec![f.legend(crate::lab::Legend::LowerLeft), g.legend(crate::lab::Legend::UpperLeft)]

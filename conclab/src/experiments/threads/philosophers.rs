@@ -41,7 +41,7 @@ impl Default for Philosophers {
             duration_ms: 500,
             eat_us: 1000,
             think_us: 1000,
-            reach_us: 2000,
+            reach_us: 5000,
             timeout_ms: 50,
             sample_ms: 10,
         }

@@ -65,6 +65,14 @@ pub fn queue_label(q: &str) -> &'static str {
     }
 }
 
+fn short_label(q: &str) -> &'static str {
+    match q {
+        "array" => "ArrayQueue (bounded)",
+        "seg" => "SegQueue (unbounded)",
+        _ => "Mutex<VecDeque>",
+    }
+}
+
 /// One queue with one number of producer/consumer pairs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QueueRow {
@@ -264,12 +272,20 @@ impl Report for QueuesReport {
     fn figures(&self) -> Vec<Figure> {
         let mut f = Figure::bars(
             "Passing items between threads: lock-free queues vs a locked VecDeque",
-            "producers + consumers",
-            "items through the queue (millions/s; median, p25–p75)",
+            "queue",
+            "items through the queue, millions/s (median, p25–p75)",
         );
-        for r in &self.rows {
-            let group = format!("{} + {}", r.pairs, r.pairs);
-            f = f.bar(&group, queue_label(&r.queue), r.mops.median, Some((r.mops.p25, r.mops.p75)));
+        // Queues on the x axis, thread counts as colours: the locked queue comes last
+        // and lowest, so the legend above it covers no bar.
+        for q in QUEUES {
+            for r in self.rows.iter().filter(|r| r.queue == q) {
+                let series = if r.pairs == 1 {
+                    "1 producer + 1 consumer".to_string()
+                } else {
+                    format!("{} producers + {} consumers", r.pairs, r.pairs)
+                };
+                f = f.bar(short_label(q), &series, r.mops.median, Some((r.mops.p25, r.mops.p75)));
+            }
         }
         vec![f.legend(crate::lab::Legend::UpperRight)]
     }

@@ -77,6 +77,15 @@ pub fn strategy_label(s: &str) -> &'static str {
     }
 }
 
+fn short_label(s: &str) -> &'static str {
+    match s {
+        "naive" => "no order (timeouts)",
+        "ordered" => "global lock order",
+        "backoff" => "try_lock + back-off",
+        _ => "one coarse lock",
+    }
+}
+
 /// One strategy at one thread count.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StrategyRow {
@@ -222,15 +231,19 @@ impl Report for LockStrategiesReport {
     fn figures(&self) -> Vec<Figure> {
         let mut f = Figure::bars(
             "Ways out of lock-order deadlock: what does each cost?",
-            "threads",
-            "transfers (thousands/s; median, p25–p75; log scale)",
+            "strategy",
+            "transfers, thousands/s (median, p25–p75; log scale)",
         )
         .log_y();
-        for r in &self.rows {
-            let k = &r.ktransfers;
-            f = f.bar(&format!("{} threads", r.threads), strategy_label(&r.strategy), k.median, Some((k.p25, k.p75)));
+        // Strategies on the x axis, thread counts as colours: "no order" comes first and
+        // lowest, so the legend above it covers no bar.
+        for s in STRATEGIES {
+            for r in self.rows.iter().filter(|r| r.strategy == s) {
+                let k = &r.ktransfers;
+                f = f.bar(short_label(s), &format!("{} threads", r.threads), k.median, Some((k.p25, k.p75)));
+            }
         }
-        vec![f.legend(crate::lab::Legend::UpperRight)]
+        vec![f.legend(crate::lab::Legend::UpperLeft)]
     }
 
     fn table(&self) -> Table {
