@@ -5,6 +5,7 @@ Used by the test harness (tests/test_notebooks.py), the navigation script
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import time
@@ -99,6 +100,25 @@ def inject_parameters(nb, param_set: str) -> int:
     return n
 
 
+_held_locks: dict[str, object] = {}
+
+
+def _lock_tmpdir(tmpdir: Path) -> None:
+    """Two evcxr kernels must never share a build folder at the same time: a second test
+    or render process waits here until the first one has finished (the lock is held until
+    this process exits)."""
+    key = str(tmpdir)
+    if key in _held_locks:
+        return
+    f = open(tmpdir.with_name(tmpdir.name + ".lock"), "w")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"waiting for another notebook run to release {tmpdir} ...", flush=True)
+        fcntl.flock(f, fcntl.LOCK_EX)
+    _held_locks[key] = f
+
+
 def execute(nb, param_set: str, cell_timeout: int) -> tuple[float, dict[int, float]]:
     """Runs nb in place on the `rust` kernel (from the notebooks folder, so relative
     `:dep` paths resolve) after injecting param_set; returns total and per-cell seconds.
@@ -118,6 +138,7 @@ def execute(nb, param_set: str, cell_timeout: int) -> tuple[float, dict[int, flo
 
     os.environ.setdefault("EVCXR_TMPDIR", str(ROOT / "target" / "evcxr-harness"))
     Path(os.environ["EVCXR_TMPDIR"]).mkdir(parents=True, exist_ok=True)
+    _lock_tmpdir(Path(os.environ["EVCXR_TMPDIR"]))
     client = NotebookClient(
         nb,
         kernel_name="rust",
