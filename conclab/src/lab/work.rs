@@ -15,8 +15,9 @@ pub fn busy(iters: u64, seed: u64) -> u64 {
     std::hint::black_box(x)
 }
 
-/// How many [`busy`] iterations take one millisecond on this thread (best of 5 runs of
-/// about 2 ms each, so a preempted run does not lower it).
+/// How many [`busy`] iterations take one millisecond on this thread (best of 5 short
+/// runs, so a preempted run does not lower it). Measured with one core busy: with every
+/// core busy, turbo clocks drop and the same work can take a little longer.
 pub fn iters_per_ms() -> u64 {
     let probe = 200_000u64;
     let mut best = f64::INFINITY;
