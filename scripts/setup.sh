@@ -47,7 +47,8 @@ fi
 
 # 4. The `rust` kernel inside the venv, with the lab's evcxr config directory.
 kdir="$venv/share/jupyter/kernels/rust"
-if [ ! -f "$kdir/kernel.json" ] || ! grep -q "\"$root/evcxr\"" "$kdir/kernel.json" || ! grep -q "\"$evcxr_bin\"" "$kdir/kernel.json"; then
+if [ ! -f "$kdir/kernel.json" ] || ! grep -q "\"$root/evcxr\"" "$kdir/kernel.json" || ! grep -q "\"$evcxr_bin\"" "$kdir/kernel.json" \
+  || ! grep -q "\"CONCLAB_EVCXR_VERSION\": \"$EVCXR_VERSION\"" "$kdir/kernel.json"; then
   say "registering the rust kernel in $kdir"
   JUPYTER_PATH="$venv/share/jupyter" "$evcxr_bin" --install >/dev/null
   "$venv/bin/python" - "$kdir/kernel.json" "$root/evcxr" "$EVCXR_VERSION" <<'PY'

@@ -204,7 +204,7 @@ impl ScalingReport {
 impl Report for ScalingReport {
     fn figures(&self) -> Vec<Figure> {
         let max_t = self.params.threads.iter().copied().max().unwrap_or(1) as f64;
-        let mut f = Figure::lines(&self.headline(), "threads", "speedup over 1 thread (×)");
+        let mut f = Figure::lines(&self.headline(), "threads", "speedup over 1 thread (×); band: quartiles of T(n)");
         let curve = |to: f64, g: &dyn Fn(f64) -> f64| -> Vec<Point> {
             (0..=60).map(|i| 1.0 + (to - 1.0) * i as f64 / 60.0).map(|x| Point::new(x, g(x))).collect()
         };
