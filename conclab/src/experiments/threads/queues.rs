@@ -36,7 +36,7 @@ impl Default for Queues {
             items: 500_000,
             queues: QUEUES.iter().map(|s| s.to_string()).collect(),
             capacity: 1024,
-            samples: 5,
+            samples: 7,
         }
     }
 }
@@ -275,8 +275,14 @@ impl Report for QueuesReport {
             "queue",
             "items through the queue, millions/s (median, p25–p75)",
         );
-        // Queues on the x axis, thread counts as colours: the locked queue comes last
-        // and lowest, so the legend above it covers no bar.
+        // Queues on the x axis, thread counts as colours; the legend goes above whichever
+        // outer group has the lower bars.
+        let top = |q: &str| self.rows.iter().filter(|r| r.queue == q).map(|r| r.mops.p75).fold(0.0, f64::max);
+        let shown: Vec<&str> = QUEUES.iter().copied().filter(|q| self.rows.iter().any(|r| r.queue == *q)).collect();
+        let legend = match (shown.first(), shown.last()) {
+            (Some(a), Some(b)) if top(a) < top(b) => crate::lab::Legend::UpperLeft,
+            _ => crate::lab::Legend::UpperRight,
+        };
         for q in QUEUES {
             for r in self.rows.iter().filter(|r| r.queue == q) {
                 let series = if r.pairs == 1 {
@@ -287,7 +293,7 @@ impl Report for QueuesReport {
                 f = f.bar(short_label(q), &series, r.mops.median, Some((r.mops.p25, r.mops.p75)));
             }
         }
-        vec![f.legend(crate::lab::Legend::UpperRight)]
+        vec![f.legend(legend)]
     }
 
     fn table(&self) -> Table {
