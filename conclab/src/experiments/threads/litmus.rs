@@ -304,13 +304,13 @@ impl Report for LitmusReport {
                 f = f.bar(&group, kind_label(&r.ordering), s.median, Some((s.p25, s.p75)));
             }
         }
+        if self.sb.iter().any(|r| r.reordered() == 0) {
+            let caption = format!("no bar: never observed · log scale · {}", f.caption);
+            f = f.caption(caption);
+        }
         let never: Vec<&str> = self.sb.iter().filter(|r| r.reordered() == 0).map(|r| kind_label(&r.ordering)).collect();
         if !never.is_empty() {
-            f = f.caption(format!(
-                "a=0, b=0 never happened with {} (no bar) · log scale · {}",
-                never.join(", "),
-                crate::lab::MachineCard::current().caption()
-            ));
+            f = f.note(format!("a=0, b=0 never happened with: {}", never.join(", ")));
         }
         vec![f.legend(crate::lab::Legend::UpperRight)]
     }
