@@ -46,6 +46,13 @@ impl Point {
     pub fn spread(x: f64, y: f64, lo: f64, hi: f64) -> Point {
         Point { x, y, lo: Some(lo), hi: Some(hi) }
     }
+
+    /// A speedup point: `speedup` at `x`, with a spread taken from the quartiles of the
+    /// time behind it (the slower quartile gives the lower speedup).
+    pub fn speedup(x: f64, speedup: f64, time: &crate::lab::Stats) -> Point {
+        let m = time.median;
+        Point::spread(x, speedup, speedup * m / time.p75, speedup * m / time.p25)
+    }
 }
 
 /// How a line series is drawn.

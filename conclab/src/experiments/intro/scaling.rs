@@ -215,16 +215,7 @@ impl Report for ScalingReport {
                 .rows
                 .iter()
                 .filter(|r| r.method == method)
-                .map(|r| {
-                    let m = r.millis.median;
-                    // spread of speedup from the quartiles of the time
-                    Point::spread(
-                        r.threads as f64,
-                        r.speedup,
-                        r.speedup * m / r.millis.p75,
-                        r.speedup * m / r.millis.p25,
-                    )
-                })
+                .map(|r| Point::speedup(r.threads as f64, r.speedup, &r.millis))
                 .collect();
             if !pts.is_empty() {
                 f = f.series(Series::new(method, Style::Measured, pts));

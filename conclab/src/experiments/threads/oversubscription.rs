@@ -190,15 +190,7 @@ impl Report for OversubscriptionReport {
                 .rows
                 .iter()
                 .filter(|r| r.workload == w)
-                .map(|r| {
-                    let m = r.millis.median;
-                    Point::spread(
-                        r.threads as f64,
-                        r.speedup,
-                        r.speedup * m / r.millis.p75,
-                        r.speedup * m / r.millis.p25,
-                    )
-                })
+                .map(|r| Point::speedup(r.threads as f64, r.speedup, &r.millis))
                 .collect();
             if !pts.is_empty() {
                 f = f.series(Series::new(workload_label(w, self.params.phases), Style::Measured, pts));
