@@ -1,14 +1,18 @@
 //! Everything a notebook cell needs: `use conclab::prelude::*;`.
 
+#[cfg(feature = "features")]
 pub use crate::experiments::features::{
     ActorReport, ActorVsMutex, Histogram, HistogramReport, InteriorCosts, InteriorReport, RaceReport, RacyCounter,
     SendSyncTable, actor_vs_mutex, histogram, interior_costs, racy_counter, refcell_conflict,
 };
+#[cfg(feature = "index")]
 pub use crate::experiments::index::{SpawnCost, SpawnCostReport, spawn_cost};
+#[cfg(feature = "intro")]
 pub use crate::experiments::intro::{
     PingPong, PingPongReport, Processes, ProcessesReport, Scaling, ScalingReport, Stacks, StacksReport, Timeline,
     TimelineReport, ping_pong, processes, scaling, stacks, timeline,
 };
+#[cfg(feature = "threads")]
 pub use crate::experiments::threads::{
     CaptureCost, CaptureCostReport, Deadlock, DeadlockReport, FalseSharing, FalseSharingReport, Lifecycle,
     LifecycleReport, Litmus, LitmusReport, LockContention, LockContentionReport, LockStrategies, LockStrategiesReport,
@@ -20,4 +24,5 @@ pub use crate::lab::{
     Figure, Legend, MachineCard, ParamError, Point, Report, ReportResult, Rich, Sampling, Scale, Series, Stats, Style,
     Table, cores,
 };
+#[cfg(feature = "features")]
 pub use crate::send_sync_table;

@@ -193,6 +193,17 @@ impl Report for SpawnCostReport {
     }
 }
 
+/// This notebook's experiments, for the CLI's registry.
+pub fn experiments() -> Vec<crate::experiments::registry::Experiment> {
+    use crate::experiments::registry::Experiment;
+    vec![Experiment::new(
+        "spawn-cost",
+        "00-index",
+        "cost of std::thread::spawn+join vs tokio::spawn+await, per unit, over a range of counts",
+        spawn_cost,
+    )]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

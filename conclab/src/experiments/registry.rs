@@ -56,51 +56,19 @@ impl Experiment {
     }
 }
 
-/// Every experiment, in notebook order.
+/// Every experiment compiled in (one cargo feature per notebook), in notebook order.
+#[allow(unused_mut)]
 pub fn experiments() -> Vec<Experiment> {
-    use crate::experiments::*;
-    vec![
-        Experiment::new(
-            "spawn-cost",
-            "00-index",
-            "cost of std::thread::spawn+join vs tokio::spawn+await, per unit, over a range of counts",
-            index::spawn_cost,
-        ),
-        Experiment::new(
-            "timeline",
-            "01-intro",
-            "N CPU-bound tasks on one CPU vs all CPUs, as a timeline of who ran where",
-            intro::timeline,
-        ),
-        Experiment::new(
-            "processes",
-            "01-intro",
-            "a child process and threads: PIDs, TIDs, thread counts, shared vs private memory",
-            intro::processes,
-        ),
-        Experiment::new(
-            "stacks",
-            "01-intro",
-            "addresses of stack locals per thread vs one heap allocation, default vs chosen stack size",
-            intro::stacks,
-        ),
-        Experiment::new(
-            "ping-pong",
-            "01-intro",
-            "context-switch cost: round trips between two threads, same CPU / two CPUs / unpinned",
-            intro::ping_pong,
-        ),
-        Experiment::new(
-            "scaling",
-            "01-intro",
-            "a fixed CPU-bound job over 1..2x cores threads and rayon; Amdahl and USL fits",
-            intro::scaling,
-        ),
-    ]
-    .into_iter()
-    .chain(features::experiments())
-    .chain(threads::experiments())
-    .collect()
+    let mut all = Vec::new();
+    #[cfg(feature = "index")]
+    all.extend(crate::experiments::index::experiments());
+    #[cfg(feature = "intro")]
+    all.extend(crate::experiments::intro::experiments());
+    #[cfg(feature = "features")]
+    all.extend(crate::experiments::features::experiments());
+    #[cfg(feature = "threads")]
+    all.extend(crate::experiments::threads::experiments());
+    all
 }
 
 /// The experiment called `name`.
@@ -140,7 +108,7 @@ fn scalar(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "index"))]
 mod tests {
     use super::*;
     use crate::experiments::index::SpawnCost;

@@ -24,7 +24,7 @@ pub struct ActorVsMutex {
 impl Default for ActorVsMutex {
     fn default() -> Self {
         ActorVsMutex {
-            clients: crate::experiments::intro::scaling::default_threads_within(cores(), 64, 12),
+            clients: crate::lab::machine::default_threads_within(cores(), 64, 12),
             requests: 5_000,
             samples: 3,
         }

@@ -32,7 +32,7 @@ pub struct Histogram {
 impl Default for Histogram {
     fn default() -> Self {
         Histogram {
-            threads: crate::experiments::intro::scaling::default_threads_within(cores(), 256, 16),
+            threads: crate::lab::machine::default_threads_within(cores(), 256, 16),
             ops_per_thread: 1_000_000,
             buckets: 16,
             samples: 3,

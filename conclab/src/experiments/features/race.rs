@@ -22,7 +22,7 @@ pub struct RacyCounter {
 impl Default for RacyCounter {
     fn default() -> Self {
         RacyCounter {
-            threads: crate::experiments::intro::scaling::default_threads_within(crate::lab::cores(), 64, 12),
+            threads: crate::lab::machine::default_threads_within(crate::lab::cores(), 64, 12),
             increments: 1_000_000,
             runs: 5,
         }

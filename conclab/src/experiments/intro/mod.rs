@@ -11,3 +11,40 @@ pub use processes::{Processes, ProcessesReport, processes};
 pub use scaling::{Scaling, ScalingReport, scaling};
 pub use stacks::{Stacks, StacksReport, stacks};
 pub use timeline::{Timeline, TimelineReport, timeline};
+
+/// This notebook's experiments, for the CLI's registry.
+pub fn experiments() -> Vec<crate::experiments::registry::Experiment> {
+    use crate::experiments::registry::Experiment;
+    vec![
+        Experiment::new(
+            "timeline",
+            "01-intro",
+            "N CPU-bound tasks on one CPU vs all CPUs, as a timeline of who ran where",
+            timeline,
+        ),
+        Experiment::new(
+            "processes",
+            "01-intro",
+            "a child process and threads: PIDs, TIDs, thread counts, shared vs private memory",
+            processes,
+        ),
+        Experiment::new(
+            "stacks",
+            "01-intro",
+            "addresses of stack locals per thread vs one heap allocation, default vs chosen stack size",
+            stacks,
+        ),
+        Experiment::new(
+            "ping-pong",
+            "01-intro",
+            "context-switch cost: round trips between two threads, same CPU / two CPUs / unpinned",
+            ping_pong,
+        ),
+        Experiment::new(
+            "scaling",
+            "01-intro",
+            "a fixed CPU-bound job over 1..2x cores threads and rayon; Amdahl and USL fits",
+            scaling,
+        ),
+    ]
+}

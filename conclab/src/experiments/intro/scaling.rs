@@ -34,35 +34,7 @@ impl Default for Scaling {
     }
 }
 
-/// 1 … 2 × cores: every count up to 8, then powers of two and the core count.
-pub fn default_threads(cores: usize) -> Vec<usize> {
-    let top = 2 * cores;
-    let mut v: Vec<usize> = (1..=top.min(8)).collect();
-    let mut p = 16;
-    while p <= top {
-        v.push(p);
-        p *= 2;
-    }
-    for extra in [cores, cores + cores / 2, top] {
-        if extra > 8 && !v.contains(&extra) {
-            v.push(extra);
-        }
-    }
-    v.sort_unstable();
-    v
-}
-
-/// [`default_threads`] limited to counts `<= max` and at most `len` of them, so a
-/// default stays inside an experiment's allowed range on any machine.
-pub fn default_threads_within(cores: usize, max: usize, len: usize) -> Vec<usize> {
-    let mut v: Vec<usize> = default_threads(cores).into_iter().filter(|&t| t <= max).collect();
-    while v.len() > len {
-        // drop from the middle of the large counts, keeping 1, the core count and the top
-        let k = v.iter().position(|&t| t > 8 && t != cores).unwrap_or(v.len() - 2);
-        v.remove(k);
-    }
-    v
-}
+pub use crate::lab::machine::{default_threads, default_threads_within};
 
 impl Scaling {
     pub fn validate(&self) -> Result<(), ParamError> {

@@ -2,7 +2,7 @@
 //! down when the counters share a cache line.
 
 use super::common::{batched, run_for, stats, threads_error};
-use crate::experiments::intro::scaling::default_threads;
+use crate::lab::machine::default_threads;
 use crate::lab::{
     Figure, ParamError, Point, Report, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
 };
