@@ -11,6 +11,66 @@ use crate::primitives::SpinLock;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+/// A counter behind one of the compared locks.
+trait CounterLock: Sync {
+    /// Locks, runs `f` on the counter, unlocks.
+    fn with(&self, f: impl FnOnce(&mut u64));
+    fn into_count(self) -> u64;
+}
+
+impl CounterLock for SpinLock<u64> {
+    fn with(&self, f: impl FnOnce(&mut u64)) {
+        f(&mut self.lock())
+    }
+    fn into_count(self) -> u64 {
+        self.into_inner()
+    }
+}
+
+impl CounterLock for std::sync::Mutex<u64> {
+    fn with(&self, f: impl FnOnce(&mut u64)) {
+        f(&mut self.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+    fn into_count(self) -> u64 {
+        self.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl CounterLock for parking_lot::Mutex<u64> {
+    fn with(&self, f: impl FnOnce(&mut u64)) {
+        f(&mut self.lock())
+    }
+    fn into_count(self) -> u64 {
+        self.into_inner()
+    }
+}
+
+/// `t` threads increment the counter behind `lock` for `d`, doing `inside` iterations of
+/// work while holding it and `outside` between two critical sections; returns the run
+/// and the final count.
+fn hammer<L: CounterLock>(
+    lock: L,
+    t: usize,
+    d: Duration,
+    inside: u64,
+    outside: u64,
+) -> (Result<super::common::Run, String>, u64) {
+    let run = run_for(t, d, |_, stop| {
+        batched(stop, || {
+            lock.with(|g| {
+                *g += 1;
+                if inside > 0 {
+                    busy(inside, *g);
+                }
+            });
+            if outside > 0 {
+                busy(outside, 1);
+            }
+        })
+    });
+    (run, lock.into_count())
+}
+
 /// Parameters of [`lock_contention`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -101,57 +161,9 @@ pub fn lock_contention(p: &LockContention) -> Result<LockContentionReport, Param
             let mut exact = true;
             for _ in 0..p.samples {
                 let (run, total) = match *lock {
-                    "spin" => {
-                        let l = SpinLock::new(0u64);
-                        let run = run_for(t, d, |_, stop| {
-                            batched(stop, || {
-                                let mut g = l.lock();
-                                *g += 1;
-                                if inside > 0 {
-                                    busy(inside, *g);
-                                }
-                                drop(g);
-                                if outside > 0 {
-                                    busy(outside, 1);
-                                }
-                            })
-                        });
-                        (run, l.into_inner())
-                    }
-                    "std" => {
-                        let l = std::sync::Mutex::new(0u64);
-                        let run = run_for(t, d, |_, stop| {
-                            batched(stop, || {
-                                let mut g = l.lock().unwrap_or_else(|e| e.into_inner());
-                                *g += 1;
-                                if inside > 0 {
-                                    busy(inside, *g);
-                                }
-                                drop(g);
-                                if outside > 0 {
-                                    busy(outside, 1);
-                                }
-                            })
-                        });
-                        (run, l.into_inner().unwrap_or_else(|e| e.into_inner()))
-                    }
-                    _ => {
-                        let l = parking_lot::Mutex::new(0u64);
-                        let run = run_for(t, d, |_, stop| {
-                            batched(stop, || {
-                                let mut g = l.lock();
-                                *g += 1;
-                                if inside > 0 {
-                                    busy(inside, *g);
-                                }
-                                drop(g);
-                                if outside > 0 {
-                                    busy(outside, 1);
-                                }
-                            })
-                        });
-                        (run, l.into_inner())
-                    }
+                    "spin" => hammer(SpinLock::new(0u64), t, d, inside, outside),
+                    "std" => hammer(std::sync::Mutex::new(0u64), t, d, inside, outside),
+                    _ => hammer(parking_lot::Mutex::new(0u64), t, d, inside, outside),
                 };
                 let run = run.map_err(threads_error(t))?;
                 exact &= run.ops.iter().sum::<u64>() == total;
