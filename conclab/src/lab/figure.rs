@@ -25,6 +25,8 @@ pub enum Legend {
     UpperRight,
     LowerLeft,
     LowerRight,
+    /// Halfway up the right edge, for figures whose lines hug the top and the bottom.
+    MiddleRight,
 }
 
 /// One point of a measured series: the median `y` with an optional spread `lo..=hi`.
@@ -554,6 +556,7 @@ impl Figure {
                 Legend::UpperRight => SeriesLabelPosition::UpperRight,
                 Legend::LowerLeft => SeriesLabelPosition::LowerLeft,
                 Legend::LowerRight => SeriesLabelPosition::LowerRight,
+                Legend::MiddleRight => SeriesLabelPosition::MiddleRight,
             };
             chart
                 .configure_series_labels()

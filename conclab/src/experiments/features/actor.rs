@@ -166,7 +166,7 @@ impl Report for ActorReport {
             "thousand requests / s (median, p25–p75)",
         )
         .log_y()
-        .legend(crate::lab::Legend::LowerLeft);
+        .legend(crate::lab::Legend::MiddleRight);
         for d in DESIGNS {
             let pts: Vec<Point> = self
                 .rows
