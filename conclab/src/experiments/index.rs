@@ -64,17 +64,9 @@ pub fn spawn_cost(p: &SpawnCost) -> Result<SpawnCostReport, ParamError> {
     let sampling = Sampling { warmup: 1, samples: p.samples };
     let mut rows = Vec::new();
     for &n in &p.counts {
-        let mut failed = None;
-        let stats = sampling.measure(|| match spawn_join_threads(n) {
-            Ok(d) => d,
-            Err(e) => {
-                failed = Some(e);
-                Duration::ZERO
-            }
-        });
-        if let Some(e) = failed {
-            return Err(ParamError::new("counts", format!("counts this machine can spawn threads for ({e})"), n));
-        }
+        let stats = sampling
+            .try_measure(|| spawn_join_threads(n))
+            .map_err(|e| ParamError::new("counts", format!("counts this machine can spawn threads for ({e})"), n))?;
         rows.push(SpawnRow { kind: THREAD, count: n, micros_per_spawn: stats.scaled(1e6 / n as f64) });
     }
     let rt = tokio::runtime::Builder::new_multi_thread()

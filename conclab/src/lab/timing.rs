@@ -47,6 +47,13 @@ impl Stats {
         })
     }
 
+    /// Rates from durations: `units / seconds` for each sample, summarised (so quartiles
+    /// come from the rates themselves and cannot be swapped by mistake).
+    pub fn rates(units: f64, seconds: &[f64]) -> Option<Stats> {
+        let r: Vec<f64> = seconds.iter().map(|s| units / s.max(1e-12)).collect();
+        Stats::from_samples(&r)
+    }
+
     /// The same summary with every value multiplied by `k` (unit changes; `cv` unchanged).
     pub fn scaled(&self, k: f64) -> Stats {
         Stats {
@@ -104,6 +111,20 @@ impl Sampling {
         (0..self.samples.max(1)).map(|_| f().as_secs_f64()).collect()
     }
 
+    /// Like [`Sampling::collect`] for a run that can fail (a thread the OS refuses): stops
+    /// at the first error and returns it.
+    pub fn try_collect<E, F: FnMut() -> Result<Duration, E>>(&self, mut f: F) -> Result<Vec<f64>, E> {
+        for _ in 0..self.warmup {
+            std::hint::black_box(f()?);
+        }
+        (0..self.samples.max(1)).map(|_| f().map(|d| d.as_secs_f64())).collect()
+    }
+
+    /// Like [`Sampling::measure`] for a run that can fail: stops at the first error.
+    pub fn try_measure<E, F: FnMut() -> Result<Duration, E>>(&self, f: F) -> Result<Stats, E> {
+        self.try_collect(f).map(|s| Stats::from_samples(&s).expect("durations are finite"))
+    }
+
     /// Times the whole of `f` with a monotonic clock, as [`Sampling::measure`] does.
     pub fn time<F: FnMut()>(&self, mut f: F) -> Stats {
         self.measure(|| {
@@ -152,6 +173,19 @@ mod tests {
         assert_eq!(s.n, 5);
         assert_eq!(s.min, 0.003);
         assert_eq!(s.median, 0.005);
+    }
+
+    #[test]
+    fn fallible_sampling_stops_at_the_first_error_and_rates_invert() {
+        let mut n = 0;
+        let r: Result<Vec<f64>, &str> = Sampling { warmup: 1, samples: 5 }.try_collect(|| {
+            n += 1;
+            if n == 3 { Err("refused") } else { Ok(Duration::from_millis(1)) }
+        });
+        assert_eq!(r, Err("refused"));
+        assert_eq!(n, 3);
+        let s = Stats::rates(10.0, &[1.0, 2.0, 5.0]).unwrap();
+        assert_eq!((s.min, s.median, s.max), (2.0, 5.0, 10.0));
     }
 
     #[test]

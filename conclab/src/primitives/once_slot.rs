@@ -133,15 +133,9 @@ mod loom_tests {
     use super::*;
     use loom::sync::Arc;
 
-    fn bounded() -> loom::model::Builder {
-        let mut b = loom::model::Builder::new();
-        b.preemption_bound = Some(3);
-        b
-    }
-
     #[test]
     fn a_reader_sees_nothing_or_the_whole_value() {
-        bounded().check(|| {
+        crate::primitives::sync::loom_model().check(|| {
             let slot = Arc::new(OnceSlot::new());
             let writer = slot.clone();
             let t = loom::thread::spawn(move || writer.set(42u32).unwrap());
@@ -155,7 +149,7 @@ mod loom_tests {
 
     #[test]
     fn exactly_one_of_two_writers_wins() {
-        bounded().check(|| {
+        crate::primitives::sync::loom_model().check(|| {
             let slot = Arc::new(OnceSlot::new());
             let other = slot.clone();
             let t = loom::thread::spawn(move || other.set(1u32).is_ok());
@@ -177,7 +171,7 @@ mod loom_tests {
         }
         // SAFETY: deliberately wrong (Relaxed flag); only ever run under loom, which must object.
         unsafe impl Sync for Shared {}
-        bounded().check(|| {
+        crate::primitives::sync::loom_model().check(|| {
             let s = Arc::new(Shared { data: UnsafeCell::new(0), flag: AtomicU8::new(0) });
             let w = s.clone();
             let t = loom::thread::spawn(move || {

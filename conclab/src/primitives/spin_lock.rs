@@ -150,15 +150,9 @@ mod loom_tests {
     use super::*;
     use loom::sync::Arc;
 
-    fn bounded() -> loom::model::Builder {
-        let mut b = loom::model::Builder::new();
-        b.preemption_bound = Some(3);
-        b
-    }
-
     #[test]
     fn two_threads_never_hold_it_together() {
-        bounded().check(|| {
+        crate::primitives::sync::loom_model().check(|| {
             let lock = Arc::new(SpinLock::new(0u32));
             let other = lock.clone();
             let t = loom::thread::spawn(move || *other.lock() += 1);
@@ -170,7 +164,7 @@ mod loom_tests {
 
     #[test]
     fn try_lock_and_lock_exclude_each_other() {
-        bounded().check(|| {
+        crate::primitives::sync::loom_model().check(|| {
             let lock = Arc::new(SpinLock::new(0u32));
             let other = lock.clone();
             let t = loom::thread::spawn(move || {
@@ -206,7 +200,7 @@ mod loom_tests {
                 self.locked.store(false, Relaxed);
             }
         }
-        bounded().check(|| {
+        crate::primitives::sync::loom_model().check(|| {
             let b = Arc::new(Broken { locked: AtomicBool::new(false), value: UnsafeCell::new(0) });
             let other = b.clone();
             let t = loom::thread::spawn(move || other.add());

@@ -34,6 +34,15 @@ impl<T> UnsafeCell<T> {
     }
 }
 
+/// The loom model the primitives' tests run in: at most 3 preemptions per execution,
+/// which keeps the exhaustive search to seconds while covering the known bug patterns.
+#[cfg(all(test, conclab_loom))]
+pub(crate) fn loom_model() -> loom::model::Builder {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(3);
+    b
+}
+
 /// What a waiting loop does between two looks at the lock: a CPU pause hint normally; a
 /// yield to loom's scheduler under the model checker (which otherwise spins forever).
 #[inline]

@@ -72,29 +72,20 @@ pub fn actor_vs_mutex(p: &ActorVsMutex) -> Result<ActorReport, ParamError> {
     let mut rows = Vec::new();
     for design in DESIGNS {
         for &c in &p.clients {
-            let (mut exact, mut failed) = (true, None);
-            let secs = sampling.collect(|| {
-                let run = if design == DESIGNS[0] { actor_run(c, p.requests) } else { mutex_run(c, p.requests) };
-                match run {
-                    Ok((total, wall)) => {
+            let mut exact = true;
+            let secs = sampling
+                .try_collect(|| {
+                    let run = if design == DESIGNS[0] { actor_run(c, p.requests) } else { mutex_run(c, p.requests) };
+                    run.map(|(total, wall)| {
                         exact &= total == c as u64 * p.requests;
                         wall
-                    }
-                    Err(e) => {
-                        failed = Some(e);
-                        Duration::from_secs(1)
-                    }
-                }
-            });
-            if let Some(e) = failed {
-                return Err(ParamError::failed("actor_vs_mutex", e));
-            }
-            let n = (c as u64 * p.requests) as f64;
-            let rates: Vec<f64> = secs.iter().map(|s| n / s.max(1e-9) / 1e3).collect();
+                    })
+                })
+                .map_err(|e| ParamError::failed("actor_vs_mutex", e))?;
             rows.push(ActorRow {
                 design: design.into(),
                 clients: c,
-                kreq_per_s: Stats::from_samples(&rates).expect("finite"),
+                kreq_per_s: Stats::rates(c as f64 * p.requests as f64 / 1e3, &secs).expect("finite"),
                 exact,
             });
         }

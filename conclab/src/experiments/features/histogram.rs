@@ -106,26 +106,18 @@ pub fn histogram(p: &Histogram) -> Result<HistogramReport, ParamError> {
     for way in WAYS.iter().filter(|w| p.ways.iter().any(|x| x == *w)) {
         for &t in &p.threads {
             let mut exact = true;
-            let mut failed = None;
-            let secs = sampling.collect(|| match count(way, t, p.ops_per_thread, p.buckets) {
-                Ok((h, wall)) => {
-                    exact &= h.iter().sum::<u64>() == t as u64 * p.ops_per_thread;
-                    wall
-                }
-                Err(e) => {
-                    failed = Some(e);
-                    Duration::from_secs(1)
-                }
-            });
-            if let Some(e) = failed {
-                return Err(ParamError::failed("histogram", e));
-            }
-            let total = (t as u64 * p.ops_per_thread) as f64;
-            let rates: Vec<f64> = secs.iter().map(|s| total / s.max(1e-9) / 1e6).collect();
+            let secs = sampling
+                .try_collect(|| {
+                    count(way, t, p.ops_per_thread, p.buckets).map(|(h, wall)| {
+                        exact &= h.iter().sum::<u64>() == t as u64 * p.ops_per_thread;
+                        wall
+                    })
+                })
+                .map_err(|e| ParamError::failed("histogram", e))?;
             rows.push(HistogramRow {
                 way: way.to_string(),
                 threads: t,
-                mops: Stats::from_samples(&rates).expect("finite rates"),
+                mops: Stats::rates(t as f64 * p.ops_per_thread as f64 / 1e6, &secs).expect("finite rates"),
                 exact,
             });
         }

@@ -9,7 +9,6 @@ use crate::lab::{
 };
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
 
 /// Parameters of [`scaling`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,18 +100,9 @@ pub fn scaling(p: &Scaling) -> Result<ScalingReport, ParamError> {
         for &t in &p.threads {
             let stats = if method == THREADS {
                 // Threads are created first and released together: only the work is timed.
-                let mut failed = None;
-                let s = sampling.measure(|| match run_together(t, |_| Ok(()), |i| busy(total / t as u64, i as u64)) {
-                    Ok(done) => done.wall,
-                    Err(e) => {
-                        failed = Some(e);
-                        Duration::ZERO
-                    }
-                });
-                if let Some(e) = failed {
-                    return Err(ParamError::failed("scaling", e));
-                }
-                s
+                sampling
+                    .try_measure(|| run_together(t, |_| Ok(()), |i| busy(total / t as u64, i as u64)).map(|d| d.wall))
+                    .map_err(|e| ParamError::failed("scaling", e))?
             } else {
                 // `build_scoped` returns only after the pool's threads have exited: nothing
                 // outlives the call. The pool exists before timing starts.

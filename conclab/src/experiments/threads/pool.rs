@@ -144,31 +144,26 @@ pub fn pool_vs_spawn(p: &PoolVsSpawn) -> Result<PoolVsSpawnReport, ParamError> {
         }
         for &w in &p.work_ns {
             let iters = ((w as f64 * per_ns) as u64).max(1);
-            let mut failed: Option<String> = None;
-            let stats = sampling.measure(|| {
-                let t = Instant::now();
-                let r = match (&rayon_pool, &own_pool) {
-                    (Some(pool), _) => {
-                        pool.scope(|s| {
-                            for i in 0..p.items {
-                                s.spawn(move |_| {
-                                    busy(iters, i as u64);
-                                });
-                            }
-                        });
-                        Ok(())
-                    }
-                    (_, Some(pool)) => run_on_pool(pool, p.items, iters),
-                    _ => spawn_each(p.items, iters),
-                };
-                if let Err(e) = r {
-                    failed = Some(e);
-                }
-                t.elapsed()
-            });
-            if let Some(e) = failed {
-                return Err(ParamError::new("items", format!("a count this machine completes ({e})"), p.items));
-            }
+            let stats = sampling
+                .try_measure(|| {
+                    let t = Instant::now();
+                    let r = match (&rayon_pool, &own_pool) {
+                        (Some(pool), _) => {
+                            pool.scope(|s| {
+                                for i in 0..p.items {
+                                    s.spawn(move |_| {
+                                        busy(iters, i as u64);
+                                    });
+                                }
+                            });
+                            Ok(())
+                        }
+                        (_, Some(pool)) => run_on_pool(pool, p.items, iters),
+                        _ => spawn_each(p.items, iters),
+                    };
+                    r.map(|()| t.elapsed())
+                })
+                .map_err(|e| ParamError::new("items", format!("a count this machine completes ({e})"), p.items))?;
             rows.push(PoolRow {
                 method: method.to_string(),
                 work_ns: w,
