@@ -142,6 +142,7 @@ impl Report for RaceReport {
                 "threads",
                 "increments lost (%): median, min–max of the runs",
             )
+            .legend(crate::lab::Legend::LowerRight)
             .series(Series::new("unsynchronised load + store (unsafe)", Style::Measured, racy))
             .series(Series::new("AtomicU64::fetch_add", Style::Measured, atomic))
             .note(format!(
