@@ -8,7 +8,7 @@
 //!   tested like library code, with loom models for the lock-free ones.
 //!
 //! Notebook cells `use conclab::prelude::*;` and call experiments; the `conclab` binary
-//! runs the same experiments headless through [`experiments::registry`].
+//! runs the same experiments headless through [`experiments::experiments`].
 
 pub mod experiments;
 pub mod lab;

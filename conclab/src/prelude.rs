@@ -21,8 +21,8 @@ pub use crate::experiments::threads::{
     lock_contention, lock_strategies, orderings, oversubscription, philosophers, pool_vs_spawn, queues,
 };
 pub use crate::lab::{
-    Figure, Legend, MachineCard, ParamError, Point, Report, ReportResult, Rich, Sampling, Scale, Series, Stats, Style,
-    Table, cores,
+    Figure, LabError, Legend, MachineCard, ParamError, Point, Report, ReportResult, Rich, RunError, Sampling, Scale,
+    Series, Stats, Style, Table, cores,
 };
 #[cfg(feature = "features")]
 pub use crate::send_sync_table;

@@ -8,7 +8,7 @@
 //! `run` prints the table, and with `--out` writes `<experiment>.json` (parameters,
 //! machine, data) and one SVG per figure into DIR.
 
-use conclab::experiments::registry;
+use conclab::experiments::{experiments, find};
 use conclab::lab::MachineCard;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,7 +30,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("list") => {
-            for e in registry::experiments() {
+            for e in experiments() {
                 println!("{:<24} [{}] {}", e.name, e.notebook, e.about);
                 println!("{:<24} defaults: {}", "", e.defaults());
             }
@@ -56,8 +56,8 @@ fn main() -> ExitCode {
 
 fn run(args: &[String]) -> Result<(), String> {
     let name = args.first().ok_or_else(|| format!("run needs an experiment name\n{USAGE}"))?;
-    let exp = registry::find(name).ok_or_else(|| {
-        let names: Vec<&str> = registry::experiments().iter().map(|e| e.name).collect();
+    let exp = find(name).ok_or_else(|| {
+        let names: Vec<&str> = experiments().iter().map(|e| e.name).collect();
         format!("no experiment called {name:?}; known: {}", names.join(", "))
     })?;
     let mut pairs = Vec::new();

@@ -1,7 +1,8 @@
 //! Experiments of the index notebook (00): what it costs to start a unit of concurrency.
 
 use crate::lab::{
-    Figure, ParamError, Point, Report, Sampling, Series, Stats, Style, Table, check_list, check_range, fmt_num,
+    Figure, LabError, ParamError, Point, Report, RunError, Sampling, Series, Stats, Style, Table, check_list,
+    check_range, fmt_num,
 };
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -59,20 +60,20 @@ pub const TASK: &str = "tokio::spawn + await";
 ///
 /// The runtime is built for this call and shut down before it returns; every thread is
 /// joined. Typical result: a thread costs tens of microseconds, a task well under one.
-pub fn spawn_cost(p: &SpawnCost) -> Result<SpawnCostReport, ParamError> {
+pub fn spawn_cost(p: &SpawnCost) -> Result<SpawnCostReport, LabError> {
     p.validate()?;
     let sampling = Sampling { warmup: 1, samples: p.samples };
     let mut rows = Vec::new();
     for &n in &p.counts {
         let stats = sampling
             .try_measure(|| spawn_join_threads(n))
-            .map_err(|e| ParamError::new("counts", format!("counts this machine can spawn threads for ({e})"), n))?;
+            .map_err(|e| RunError::new(format!("spawning {n} threads"), e))?;
         rows.push(SpawnRow { kind: THREAD, count: n, micros_per_spawn: stats.scaled(1e6 / n as f64) });
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(p.workers)
         .build()
-        .map_err(|e| ParamError::new("workers", format!("a worker count the OS can start ({e})"), p.workers))?;
+        .map_err(|e| RunError::new(format!("starting a tokio runtime with {} workers", p.workers), e))?;
     for &n in &p.counts {
         let stats = sampling.measure(|| rt.block_on(spawn_await_tasks(n)));
         rows.push(SpawnRow { kind: TASK, count: n, micros_per_spawn: stats.scaled(1e6 / n as f64) });
@@ -185,9 +186,11 @@ impl Report for SpawnCostReport {
     }
 }
 
+crate::impl_params!(SpawnCost);
+
 /// This notebook's experiments, for the CLI's registry.
-pub fn experiments() -> Vec<crate::experiments::registry::Experiment> {
-    use crate::experiments::registry::Experiment;
+pub fn experiments() -> Vec<crate::lab::Experiment> {
+    use crate::lab::Experiment;
     vec![Experiment::new(
         "spawn-cost",
         "00-index",

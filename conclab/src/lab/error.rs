@@ -1,4 +1,6 @@
-//! Parameter errors: what an experiment returns instead of starting work it cannot do.
+//! What an experiment returns instead of a report: a [`ParamError`] (a value outside what
+//! is allowed, found before anything starts) or a [`RunError`] (valid parameters, but the
+//! run failed: the OS refused a thread, a wait timed out). [`LabError`] holds either.
 
 use std::fmt;
 use std::ops::RangeInclusive;
@@ -22,30 +24,92 @@ impl ParamError {
     pub fn new(param: impl Into<String>, allowed: impl Into<String>, got: impl fmt::Debug) -> Self {
         ParamError { param: param.into(), allowed: allowed.into(), got: format!("{got:?}") }
     }
-
-    /// An experiment that could not run on this machine although its parameters were
-    /// valid (a thread the OS refused, a wait that timed out): `what` failed because `why`.
-    pub fn failed(what: impl Into<String>, why: impl fmt::Display) -> Self {
-        ParamError { param: what.into(), allowed: String::new(), got: why.to_string() }
-    }
-
-    /// Whether this reports a failure to run rather than a refused value.
-    pub fn is_failure(&self) -> bool {
-        self.allowed.is_empty()
-    }
 }
 
 impl fmt::Display for ParamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_failure() {
-            write!(f, "{} failed: {}", self.param, self.got)
-        } else {
-            write!(f, "{} must be {}, got {}", self.param, self.allowed, self.got)
-        }
+        write!(f, "{} must be {}, got {}", self.param, self.allowed, self.got)
     }
 }
 
 impl std::error::Error for ParamError {}
+
+/// A run that failed although its parameters were valid: what failed, and why (the OS
+/// error, the timeout, what was measured before it stopped).
+///
+/// Displayed as `starting thread 45 of 64 failed: Resource temporarily unavailable (os error 11)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunError {
+    /// What was being done, e.g. `starting thread 45 of 64` or `litmus (seq_cst, run 3)`.
+    pub what: String,
+    /// Why it failed: the OS error or the limit that was hit.
+    pub cause: String,
+}
+
+impl RunError {
+    /// `what` failed because of `cause`.
+    pub fn new(what: impl Into<String>, cause: impl fmt::Display) -> Self {
+        RunError { what: what.into(), cause: cause.to_string() }
+    }
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed: {}", self.what, self.cause)
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// Why an experiment returned no report: a refused parameter or a failed run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabError {
+    /// A value outside what the experiment allows; nothing was started.
+    Param(ParamError),
+    /// Valid parameters, but the run failed.
+    Run(RunError),
+}
+
+impl LabError {
+    /// The parameter error, if this is one.
+    pub fn param(&self) -> Option<&ParamError> {
+        match self {
+            LabError::Param(e) => Some(e),
+            LabError::Run(_) => None,
+        }
+    }
+
+    /// The run failure, if this is one.
+    pub fn run(&self) -> Option<&RunError> {
+        match self {
+            LabError::Run(e) => Some(e),
+            LabError::Param(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for LabError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LabError::Param(e) => e.fmt(f),
+            LabError::Run(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for LabError {}
+
+impl From<ParamError> for LabError {
+    fn from(e: ParamError) -> Self {
+        LabError::Param(e)
+    }
+}
+
+impl From<RunError> for LabError {
+    fn from(e: RunError) -> Self {
+        LabError::Run(e)
+    }
+}
 
 /// Checks that `value` lies in `range`; the error names the range.
 ///
@@ -65,29 +129,71 @@ where
     }
 }
 
-/// Checks that a list is not empty, not longer than `max_len`, and that every element
-/// lies in `range`.
+/// Checks that a list is not empty, not longer than `max_len`, that every element lies in
+/// `range`, and that no value repeats (a repeated value would measure the same point
+/// twice; lists are refused, never silently de-duplicated).
 pub fn check_list<T>(param: &str, values: &[T], max_len: usize, range: RangeInclusive<T>) -> Result<(), ParamError>
 where
     T: PartialOrd + fmt::Debug,
 {
-    if values.is_empty() || values.len() > max_len {
-        return Err(ParamError::new(
-            param,
-            format!("a list of 1..={max_len} values, each in {:?}..={:?}", range.start(), range.end()),
-            values,
-        ));
-    }
-    for v in values {
-        if !range.contains(v) {
-            return Err(ParamError::new(
-                param,
-                format!("a list with every value in {:?}..={:?}", range.start(), range.end()),
-                values,
-            ));
-        }
+    let allowed = format!("a list of 1..={max_len} distinct values, each in {:?}..={:?}", range.start(), range.end());
+    let repeats = values.iter().enumerate().any(|(i, v)| values[..i].contains(v));
+    if values.is_empty() || values.len() > max_len || repeats || values.iter().any(|v| !range.contains(v)) {
+        return Err(ParamError::new(param, allowed, values));
     }
     Ok(())
+}
+
+/// A closed set of named values a parameter can take (a lock kind, a queue kind): a
+/// serde enum whose spellings are the names. Declare one with [`crate::choices!`].
+pub trait Choice: Copy + PartialEq + fmt::Debug + 'static {
+    /// Every value, in the order figures and tables show them.
+    fn all() -> &'static [Self];
+    /// The spelling a cell or the CLI uses.
+    fn name(self) -> &'static str;
+    /// `a, b, c`: the spellings, for error messages.
+    fn names() -> String {
+        Self::all().iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Checks that a list of choices is non-empty and has no repeats; the error lists the
+/// allowed spellings.
+pub fn check_choices<T: Choice>(param: &str, values: &[T]) -> Result<(), ParamError> {
+    let repeats = values.iter().enumerate().any(|(i, v)| values[..i].contains(v));
+    if values.is_empty() || repeats {
+        let got: Vec<&str> = values.iter().map(|v| v.name()).collect();
+        return Err(ParamError::new(param, format!("a non-empty list of distinct values from: {}", T::names()), got));
+    }
+    Ok(())
+}
+
+/// Declares a [`Choice`] enum: `choices! { pub enum Lock { Spin = "spin", Std = "std" } }`
+/// gives the enum (serde spellings as written), `ALL`, `name()` and `Display`.
+#[macro_export]
+macro_rules! choices {
+    ($(#[$m:meta])* $vis:vis enum $name:ident { $($(#[$vm:meta])* $var:ident = $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        $vis enum $name {
+            $($(#[$vm])* #[serde(rename = $s)] $var),+
+        }
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$var),+];
+            /// The spelling cells and the CLI use.
+            pub fn name(self) -> &'static str {
+                match self { $($name::$var => $s),+ }
+            }
+        }
+        impl $crate::lab::Choice for $name {
+            fn all() -> &'static [Self] { $name::ALL }
+            fn name(self) -> &'static str { $name::name(self) }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.name()) }
+        }
+    };
 }
 
 /// Checks that `cpu` names a logical CPU this process may run on, and that the OS lets
@@ -151,6 +257,8 @@ mod tests {
         assert!(e.to_string().contains("1..=10"), "{e}");
         assert!(check_list("counts", &[1u32, 10], 8, 1..=10).is_ok());
         assert!(check_list("counts", &[1u32; 9], 8, 1..=10).is_err());
+        let e = check_list("counts", &[1u32, 1], 8, 1..=10).unwrap_err();
+        assert!(e.to_string().contains("distinct"), "{e}");
     }
 
     #[test]
@@ -163,7 +271,25 @@ mod tests {
     #[test]
     fn ranges_are_compact_and_failures_read_as_failures() {
         assert_eq!(id_ranges(&[0, 1, 2, 3, 8, 10, 11]), "0-3, 8, 10-11");
-        assert_eq!(ParamError::failed("ping-pong", "timed out").to_string(), "ping-pong failed: timed out");
+        assert_eq!(RunError::new("ping-pong", "timed out").to_string(), "ping-pong failed: timed out");
+        let e: LabError = RunError::new("x", "y").into();
+        assert!(e.run().is_some() && e.param().is_none());
+    }
+
+    crate::choices! {
+        enum Fruit { Apple = "apple", Pear = "pear" }
+    }
+
+    #[test]
+    fn choices_parse_by_name_and_refuse_repeats() {
+        let f: Vec<Fruit> = serde_json::from_str(r#"["pear","apple"]"#).unwrap();
+        assert_eq!(f, vec![Fruit::Pear, Fruit::Apple]);
+        let bad = serde_json::from_str::<Vec<Fruit>>(r#"["plum"]"#).unwrap_err().to_string();
+        assert!(bad.contains("apple") && bad.contains("pear"), "{bad}");
+        assert!(check_choices("fruit", &[Fruit::Apple]).is_ok());
+        let e = check_choices("fruit", &[Fruit::Apple, Fruit::Apple]).unwrap_err();
+        assert!(e.to_string().contains("apple, pear"), "{e}");
+        assert!(check_choices::<Fruit>("fruit", &[]).is_err());
     }
 
     #[test]

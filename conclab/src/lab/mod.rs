@@ -3,6 +3,7 @@
 
 pub mod display;
 pub mod error;
+pub mod experiment;
 pub mod figure;
 pub mod fit;
 pub mod machine;
@@ -13,7 +14,10 @@ pub mod timing;
 pub mod together;
 pub mod work;
 
-pub use error::{ParamError, check_choice, check_cpu, check_list, check_range};
+pub use error::{
+    Choice, LabError, ParamError, RunError, check_choice, check_choices, check_cpu, check_list, check_range,
+};
+pub use experiment::{Experiment, Params, params_from_pairs};
 pub use figure::{Figure, Legend, Plot, Point, Scale, Series, Style, fmt_num};
 pub use machine::{MachineCard, cores, pin_current_thread, thread_count, usable_cpus};
 pub use report::{Report, ReportResult, Rich, ToJson};

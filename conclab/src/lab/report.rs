@@ -1,6 +1,6 @@
 //! The `Report` convention: experiments return data that can draw and tabulate itself.
 
-use crate::lab::error::ParamError;
+use crate::lab::error::{LabError, ParamError, RunError};
 use crate::lab::figure::Figure;
 use crate::lab::machine::MachineCard;
 use crate::lab::table::Table;
@@ -31,27 +31,27 @@ impl<T: serde::Serialize> ToJson for T {
     }
 }
 
-/// Lets a cell show `Result<Report, ParamError>` directly: `r.figure()` draws the figure
-/// or, for a refused parameter, a visible error box.
+/// Lets a cell show `Result<Report, LabError>` directly: `r.figure()` draws the figure
+/// or, for a refused parameter or a failed run, a visible error box.
 pub trait ReportResult {
-    fn figure(&self) -> Result<Figure, ParamError>;
-    fn table(&self) -> Result<Table, ParamError>;
+    fn figure(&self) -> Result<Figure, LabError>;
+    fn table(&self) -> Result<Table, LabError>;
     /// Figure number `i` (0 is the main one) of reports that draw several.
-    fn figure_n(&self, i: usize) -> Result<Figure, ParamError>;
+    fn figure_n(&self, i: usize) -> Result<Figure, LabError>;
 }
 
-impl<R: Report> ReportResult for Result<R, ParamError> {
-    fn figure(&self) -> Result<Figure, ParamError> {
+impl<R: Report> ReportResult for Result<R, LabError> {
+    fn figure(&self) -> Result<Figure, LabError> {
         self.as_ref().map(Report::figure).map_err(Clone::clone)
     }
-    fn table(&self) -> Result<Table, ParamError> {
+    fn table(&self) -> Result<Table, LabError> {
         self.as_ref().map(Report::table).map_err(Clone::clone)
     }
-    fn figure_n(&self, i: usize) -> Result<Figure, ParamError> {
+    fn figure_n(&self, i: usize) -> Result<Figure, LabError> {
         let r = self.as_ref().map_err(Clone::clone)?;
         let mut all = r.figures();
         let n = all.len();
-        if i < n { Ok(all.swap_remove(i)) } else { Err(ParamError::new("figure", format!("0..={}", n - 1), i)) }
+        if i < n { Ok(all.swap_remove(i)) } else { Err(ParamError::new("figure", format!("0..={}", n - 1), i).into()) }
     }
 }
 
@@ -86,7 +86,19 @@ impl Rich for ParamError {
     }
 }
 
-impl<T: Rich> Rich for Result<T, ParamError> {
+impl Rich for RunError {
+    fn evcxr_display(&self) {
+        RunError::evcxr_display(self)
+    }
+}
+
+impl Rich for LabError {
+    fn evcxr_display(&self) {
+        LabError::evcxr_display(self)
+    }
+}
+
+impl<T: Rich, E: Rich> Rich for Result<T, E> {
     fn evcxr_display(&self) {
         match self {
             Ok(v) => v.evcxr_display(),
@@ -95,15 +107,37 @@ impl<T: Rich> Rich for Result<T, ParamError> {
     }
 }
 
+/// A red box (rich output, so it cannot be lost the way stderr can) with the plain
+/// message beside it: `kind: message`.
+pub(crate) fn error_box(kind: &str, message: &str) {
+    let html = format!(
+        "<div class=\"conclab-error\" style=\"border-left:4px solid #c0392b;background:#fdecea;\
+         padding:6px 10px;font-family:monospace\">{kind}: {}</div>",
+        crate::lab::table::escape(message)
+    );
+    crate::lab::display::emit(&[("text/html", &html), ("text/plain", &format!("{kind}: {message}"))]);
+}
+
 impl ParamError {
-    /// Shows the error as a red box (rich output, so it cannot be lost the way stderr
-    /// can), with the plain message beside it.
+    /// Shows the error as a red box: `ParamError: threads must be 1..=512, got 0`.
     pub fn evcxr_display(&self) {
-        let html = format!(
-            "<div class=\"conclab-error\" style=\"border-left:4px solid #c0392b;background:#fdecea;\
-             padding:6px 10px;font-family:monospace\">ParamError: {}</div>",
-            crate::lab::table::escape(&self.to_string())
-        );
-        crate::lab::display::emit(&[("text/html", &html), ("text/plain", &format!("ParamError: {self}"))]);
+        error_box("ParamError", &self.to_string())
+    }
+}
+
+impl RunError {
+    /// Shows the failure as a red box: `RunError: … failed: …`.
+    pub fn evcxr_display(&self) {
+        error_box("RunError", &self.to_string())
+    }
+}
+
+impl LabError {
+    /// Shows the parameter error or the run failure as a red box.
+    pub fn evcxr_display(&self) {
+        match self {
+            LabError::Param(e) => e.evcxr_display(),
+            LabError::Run(e) => e.evcxr_display(),
+        }
     }
 }

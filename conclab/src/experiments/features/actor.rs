@@ -3,7 +3,8 @@
 
 use crate::lab::together::run_together;
 use crate::lab::{
-    Figure, ParamError, Point, Report, Sampling, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
+    Figure, LabError, ParamError, Point, Report, RunError, Sampling, Series, Stats, Style, Table, check_list,
+    check_range, cores, fmt_num,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::{Mutex, mpsc};
@@ -56,18 +57,27 @@ struct Request {
     reply: mpsc::SyncSender<u64>,
 }
 
+impl ActorVsMutex {
+    /// Checks every parameter; nothing has been started when this fails.
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_list("clients", &self.clients, 12, 1..=64)?;
+        check_range("requests", self.requests, 100..=1_000_000)?;
+        check_range("samples", self.samples, 1..=31)?;
+        let total_requests: u64 =
+            self.clients.iter().map(|&c| c as u64).sum::<u64>() * self.requests * (self.samples as u64 + 1);
+        if total_requests > 20_000_000 {
+            return Err(ParamError::new("sum(clients) × requests × (samples + 1)", "at most 20000000", total_requests));
+        }
+        Ok(())
+    }
+}
+
 /// Serves `clients` threads that each send `requests` requests "add 1 and return the
 /// new total", two ways: an **actor** — one thread owns the total and answers requests
 /// arriving on a channel, replying on each client's own channel — and a shared
 /// `Mutex<u64>`. Reports requests per second and checks the final total.
-pub fn actor_vs_mutex(p: &ActorVsMutex) -> Result<ActorReport, ParamError> {
-    check_list("clients", &p.clients, 12, 1..=64)?;
-    check_range("requests", p.requests, 100..=1_000_000)?;
-    check_range("samples", p.samples, 1..=31)?;
-    let total_requests: u64 = p.clients.iter().map(|&c| c as u64).sum::<u64>() * p.requests * (p.samples as u64 + 1);
-    if total_requests > 20_000_000 {
-        return Err(ParamError::new("sum(clients) × requests × (samples + 1)", "at most 20000000", total_requests));
-    }
+pub fn actor_vs_mutex(p: &ActorVsMutex) -> Result<ActorReport, LabError> {
+    p.validate()?;
     let sampling = Sampling { warmup: 1, samples: p.samples };
     let mut rows = Vec::new();
     for design in DESIGNS {
@@ -81,7 +91,7 @@ pub fn actor_vs_mutex(p: &ActorVsMutex) -> Result<ActorReport, ParamError> {
                         wall
                     })
                 })
-                .map_err(|e| ParamError::failed("actor_vs_mutex", e))?;
+                .map_err(|e| RunError::new("actor_vs_mutex", e))?;
             rows.push(ActorRow {
                 design: design.into(),
                 clients: c,

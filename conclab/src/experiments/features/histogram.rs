@@ -3,7 +3,8 @@
 
 use crate::lab::together::run_together;
 use crate::lab::{
-    Figure, ParamError, Point, Report, Sampling, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
+    Figure, LabError, ParamError, Point, Report, RunError, Sampling, Series, Stats, Style, Table, check_list,
+    check_range, cores, fmt_num,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -99,7 +100,7 @@ fn next(x: &mut u64) -> u64 {
 /// a `Vec<AtomicU64>` (`fetch_add`, `Relaxed`); per-thread shards merged at the end; and
 /// a channel to one owning thread that does all the counting. Reports throughput per
 /// way and thread count, and checks each result is exact.
-pub fn histogram(p: &Histogram) -> Result<HistogramReport, ParamError> {
+pub fn histogram(p: &Histogram) -> Result<HistogramReport, LabError> {
     p.validate()?;
     let sampling = Sampling { warmup: 1, samples: p.samples };
     let mut rows = Vec::new();
@@ -113,7 +114,7 @@ pub fn histogram(p: &Histogram) -> Result<HistogramReport, ParamError> {
                         wall
                     })
                 })
-                .map_err(|e| ParamError::failed("histogram", e))?;
+                .map_err(|e| RunError::new("histogram", e))?;
             rows.push(HistogramRow {
                 way: way.to_string(),
                 threads: t,

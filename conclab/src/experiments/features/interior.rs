@@ -1,7 +1,7 @@
 //! Interior mutability: what each way of mutating through a shared reference costs on
 //! one thread, and what `RefCell` does when its rules are broken.
 
-use crate::lab::{Figure, ParamError, Report, Sampling, Stats, Table, check_range, fmt_num};
+use crate::lab::{Figure, LabError, ParamError, Report, Sampling, Stats, Table, check_range, fmt_num};
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::hint::black_box;
@@ -41,14 +41,22 @@ pub struct InteriorReport {
     pub rows: Vec<InteriorRow>,
 }
 
+impl InteriorCosts {
+    /// Checks every parameter; nothing has been started when this fails.
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_range("ops", self.ops, 1_000..=100_000_000)?;
+        check_range("samples", self.samples, 1..=51)?;
+        Ok(())
+    }
+}
+
 /// Increments a counter `ops` times through a shared reference to each kind of
 /// interior-mutable cell, on one thread (no contention), and reports nanoseconds per
 /// increment: `Cell`, `RefCell`, atomics with `Relaxed` and `SeqCst`, `std::sync::Mutex`,
 /// `parking_lot::Mutex` and `RwLock` (write lock). The thread-safe kinds pay for atomic
 /// read-modify-write instructions even when no other thread exists.
-pub fn interior_costs(p: &InteriorCosts) -> Result<InteriorReport, ParamError> {
-    check_range("ops", p.ops, 1_000..=100_000_000)?;
-    check_range("samples", p.samples, 1..=51)?;
+pub fn interior_costs(p: &InteriorCosts) -> Result<InteriorReport, LabError> {
+    p.validate()?;
     let s = Sampling { warmup: 1, samples: p.samples };
     let n = p.ops;
     let per_op = |st: Stats| st.scaled(1e9 / n as f64);

@@ -12,7 +12,9 @@ pub use interior::{InteriorCosts, InteriorReport, interior_costs, refcell_confli
 pub use race::{RaceReport, RacyCounter, racy_counter};
 pub use send_sync::SendSyncTable;
 
-use crate::experiments::registry::Experiment;
+use crate::lab::Experiment;
+
+crate::impl_params!(ActorVsMutex, Histogram, InteriorCosts);
 
 /// This notebook's experiments, for the CLI's registry. (The racy counter is left out:
 /// it is `unsafe` to call, and a notebook cell is where that is shown and explained.)

@@ -2,7 +2,9 @@
 //! the updates a racy counter really loses.
 
 use crate::lab::together::run_together;
-use crate::lab::{Figure, ParamError, Point, Report, Series, Stats, Style, Table, check_list, check_range, fmt_num};
+use crate::lab::{
+    Figure, LabError, Point, Report, RunError, Series, Stats, Style, Table, check_list, check_range, fmt_num,
+};
 use serde::{Deserialize, Serialize};
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,11 +75,11 @@ unsafe impl Sync for Racy {}
 /// There is no safe way to call this: it performs a data race on purpose, which is
 /// undefined behaviour. On x86-64 and AArch64 the observable effect is lost updates;
 /// the function exists to show them. Call it only to observe that.
-pub unsafe fn racy_counter(p: &RacyCounter) -> Result<RaceReport, ParamError> {
+pub unsafe fn racy_counter(p: &RacyCounter) -> Result<RaceReport, LabError> {
     check_list("threads", &p.threads, 12, 1..=64)?;
     check_range("increments", p.increments, 1_000..=10_000_000)?;
     check_range("runs", p.runs, 1..=21)?;
-    let failed = |e| ParamError::failed("racy_counter", e);
+    let failed = |e| RunError::new("racy_counter", e);
     let mut rows = Vec::new();
     for &t in &p.threads {
         let expected = t as u64 * p.increments;

@@ -12,9 +12,11 @@ pub use scaling::{Scaling, ScalingReport, scaling};
 pub use stacks::{Stacks, StacksReport, stacks};
 pub use timeline::{Timeline, TimelineReport, timeline};
 
+crate::impl_params!(PingPong, Processes, Scaling, Stacks, Timeline);
+
 /// This notebook's experiments, for the CLI's registry.
-pub fn experiments() -> Vec<crate::experiments::registry::Experiment> {
-    use crate::experiments::registry::Experiment;
+pub fn experiments() -> Vec<crate::lab::Experiment> {
+    use crate::lab::Experiment;
     vec![
         Experiment::new(
             "timeline",

@@ -3,7 +3,8 @@
 
 use crate::lab::os::Switches;
 use crate::lab::{
-    Figure, ParamError, Report, Stats, Table, check_cpu, check_range, fmt_num, pin_current_thread, usable_cpus,
+    Figure, LabError, ParamError, Report, RunError, Stats, Table, check_cpu, check_range, fmt_num, pin_current_thread,
+    usable_cpus,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -104,14 +105,14 @@ pub struct PingPongReport {
 /// mechanism and for both threads on one CPU, on two CPUs and unpinned, with the
 /// threads' context-switch counters (`getrusage(RUSAGE_THREAD)`) read before and after.
 /// Every wait is bounded: a run that stalls ends with an error instead of hanging.
-pub fn ping_pong(p: &PingPong) -> Result<PingPongReport, ParamError> {
+pub fn ping_pong(p: &PingPong) -> Result<PingPongReport, LabError> {
     p.validate()?;
     let mut rows = Vec::new();
     for mech in MECHANISMS.iter().filter(|m| p.mechanisms.iter().any(|x| x == *m)) {
         for (placement, pins) in p.placements() {
             let limit = Duration::from_secs(10).max(Duration::from_micros(p.round_trips as u64 * 1000));
             let stalled = |_| {
-                ParamError::failed(
+                RunError::new(
                     format!("ping-pong ({mech}, {placement})"),
                     format!(
                         "a thread could not start, or {} round trips did not finish within {} s",

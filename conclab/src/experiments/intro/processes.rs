@@ -3,7 +3,7 @@
 
 use crate::lab::os::{pid, proc_status, tid};
 use crate::lab::together::{Gate, run_together};
-use crate::lab::{Figure, ParamError, Report, Table, check_range, thread_count};
+use crate::lab::{Figure, LabError, ParamError, Report, RunError, Table, check_range, thread_count};
 use serde::{Deserialize, Serialize};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -74,14 +74,22 @@ fn view(name: String, shared: &[u64], alive: usize) -> ThreadView {
     }
 }
 
+impl Processes {
+    /// Checks every parameter; nothing has been started when this fails.
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_range("threads", self.threads, 1..=64)?;
+        Ok(())
+    }
+}
+
 /// Starts a child process (`cat /proc/self/status`, which describes itself) and
 /// `threads` threads that each report their ids and three addresses: a stack local, one
 /// shared heap allocation and a `static`. The process's thread count is read before,
 /// while all threads are alive, and after they are joined.
-pub fn processes(p: &Processes) -> Result<ProcessesReport, ParamError> {
-    check_range("threads", p.threads, 1..=64)?;
+pub fn processes(p: &Processes) -> Result<ProcessesReport, LabError> {
+    p.validate()?;
     let threads_before = thread_count();
-    let child = child_view().map_err(|e| ParamError::failed("starting `cat /proc/self/status`", e))?;
+    let child = child_view().map_err(|e| RunError::new("starting `cat /proc/self/status`", e))?;
     let shared = vec![7u64; 16];
     // The last thread to arrive counts the threads (all are alive then) and releases
     // the others; every wait is bounded.
@@ -102,7 +110,7 @@ pub fn processes(p: &Processes) -> Result<ProcessesReport, ParamError> {
             v
         },
     )
-    .map_err(|e| ParamError::failed("starting the threads", e))?;
+    .map_err(|e| RunError::new("starting the threads", e))?;
     let alive = alive.load(Ordering::Acquire);
     let spawned: Vec<ThreadView> = done
         .results

@@ -5,7 +5,8 @@ use crate::lab::fit::{Usl, amdahl, fit_amdahl, fit_usl, karp_flatt};
 use crate::lab::together::run_together;
 use crate::lab::work::{busy, iters_per_ms};
 use crate::lab::{
-    Figure, ParamError, Point, Report, Sampling, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
+    Figure, LabError, ParamError, Point, Report, RunError, Sampling, Series, Stats, Style, Table, check_list,
+    check_range, cores, fmt_num,
 };
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -86,7 +87,7 @@ pub const RAYON: &str = "rayon pool";
 /// Splits a fixed job of `work_ms` single-thread milliseconds into equal parts over each
 /// thread count, measures wall time (median of `samples`), and fits Amdahl's law (to
 /// the counts up to the number of cores) and the USL (to all counts) to the speedups.
-pub fn scaling(p: &Scaling) -> Result<ScalingReport, ParamError> {
+pub fn scaling(p: &Scaling) -> Result<ScalingReport, LabError> {
     p.validate()?;
     let total = p.work_ms * iters_per_ms();
     let sampling = Sampling { warmup: 1, samples: p.samples };
@@ -102,7 +103,7 @@ pub fn scaling(p: &Scaling) -> Result<ScalingReport, ParamError> {
                 // Threads are created first and released together: only the work is timed.
                 sampling
                     .try_measure(|| run_together(t, |_| Ok(()), |i| busy(total / t as u64, i as u64)).map(|d| d.wall))
-                    .map_err(|e| ParamError::failed("scaling", e))?
+                    .map_err(|e| RunError::new("scaling", e))?
             } else {
                 // `build_scoped` returns only after the pool's threads have exited: nothing
                 // outlives the call. The pool exists before timing starts.
@@ -116,7 +117,7 @@ pub fn scaling(p: &Scaling) -> Result<ScalingReport, ParamError> {
                             })
                         },
                     )
-                    .map_err(|e| ParamError::failed("scaling", format!("could not start a rayon pool of {t}: {e}")))?
+                    .map_err(|e| RunError::new("scaling", format!("could not start a rayon pool of {t}: {e}")))?
             }
             .scaled(1e3);
             if t == 1 {

@@ -1,6 +1,6 @@
 //! Separate stacks, one heap: where each thread's locals live, and what `Builder::stack_size` changes.
 
-use crate::lab::{Figure, ParamError, Report, Stats, Table, check_range, fmt_num};
+use crate::lab::{Figure, LabError, ParamError, Report, RunError, Stats, Table, check_range, fmt_num};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::Duration;
@@ -65,18 +65,26 @@ pub struct StacksReport {
     pub runs: Vec<StackRun>,
 }
 
+impl Stacks {
+    /// Checks every parameter; nothing has been started when this fails.
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_range("threads", self.threads, 2..=32)?;
+        check_range("stack_kib", self.stack_kib, 64..=65536)?;
+        Ok(())
+    }
+}
+
 /// Starts `threads` threads twice — with the default stack size, then with `stack_kib` —
 /// keeps each batch alive together, and records where a local of each lives and where
 /// the one shared heap allocation is. Neighbouring stacks sit about one stack size (plus
 /// a guard page) apart; the heap address is the same for all.
-pub fn stacks(p: &Stacks) -> Result<StacksReport, ParamError> {
-    check_range("threads", p.threads, 2..=32)?;
-    check_range("stack_kib", p.stack_kib, 64..=65536)?;
+pub fn stacks(p: &Stacks) -> Result<StacksReport, LabError> {
+    p.validate()?;
     let heap = Arc::new(vec![0u8; 4096]);
     let mut runs = Vec::new();
     for size in [None, Some(p.stack_kib)] {
         let views = batch(p.threads, size, &heap)
-            .map_err(|e| ParamError::new("stack_kib", format!("a stack size the OS grants ({e})"), p.stack_kib))?;
+            .map_err(|e| RunError::new(format!("starting threads with a {} KiB stack", p.stack_kib), e))?;
         let label = match size {
             None => format!("default stack ({} KiB)", default_stack_kib()),
             Some(k) => format!("stack_size({k} KiB)"),

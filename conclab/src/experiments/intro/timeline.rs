@@ -4,7 +4,10 @@
 use crate::lab::os::current_cpu;
 use crate::lab::together::run_together;
 use crate::lab::work::{busy, iters_per_ms};
-use crate::lab::{Figure, ParamError, Report, Table, check_cpu, check_range, fmt_num, pin_current_thread, usable_cpus};
+use crate::lab::{
+    Figure, LabError, ParamError, Report, RunError, Table, check_cpu, check_range, fmt_num, pin_current_thread,
+    usable_cpus,
+};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -100,7 +103,7 @@ impl TimelineReport {
 /// interleaves them: concurrency) and unpinned (the OS spreads them: parallelism).
 /// Every task records when it ran and on which CPU, by checking the clock and
 /// `sched_getcpu` every ~50 µs of work; a gap between checks means it was switched out.
-pub fn timeline(p: &Timeline) -> Result<TimelineReport, ParamError> {
+pub fn timeline(p: &Timeline) -> Result<TimelineReport, LabError> {
     p.validate()?;
     let per_ms = iters_per_ms();
     let one_cpu = run(p.tasks, p.work_ms * per_ms, per_ms, Some(p.cpu), "1 CPU")?;
@@ -108,7 +111,7 @@ pub fn timeline(p: &Timeline) -> Result<TimelineReport, ParamError> {
     Ok(TimelineReport { params: p.clone(), one_cpu, all_cpus })
 }
 
-fn run(tasks: usize, iters: u64, per_ms: u64, pin: Option<usize>, mode: &str) -> Result<Run, ParamError> {
+fn run(tasks: usize, iters: u64, per_ms: u64, pin: Option<usize>, mode: &str) -> Result<Run, RunError> {
     let chunk = (per_ms / 20).max(1); // about 50 µs of work between checks
     let nominal = Duration::from_micros(50);
     let prepare = |_| match pin {
@@ -116,7 +119,7 @@ fn run(tasks: usize, iters: u64, per_ms: u64, pin: Option<usize>, mode: &str) ->
         _ => Ok(()),
     };
     let done = run_together(tasks, prepare, |task| trace(task, iters, chunk, nominal))
-        .map_err(|e| ParamError::failed("timeline", e))?;
+        .map_err(|e| RunError::new("timeline", e))?;
     let start = done.start;
     let mut slices: Vec<(usize, i64, Instant, Instant)> = done.results.into_iter().flatten().collect();
     slices.sort_by_key(|s| s.2);

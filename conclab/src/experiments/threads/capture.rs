@@ -2,7 +2,10 @@
 //! cloning an `Arc`, or cloning the data itself.
 
 use super::common::stats;
-use crate::lab::{Figure, ParamError, Point, Report, Series, Stats, Style, Table, check_list, check_range, fmt_num};
+use crate::lab::{
+    Figure, LabError, ParamError, Point, Report, RunError, Series, Stats, Style, Table, check_list, check_range,
+    fmt_num,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,7 +83,7 @@ pub struct CaptureCostReport {
 /// and whatever the capture needs (a deep copy for "clone", a reference-count increment
 /// for "arc"); preparing a fresh `Vec` for "move" and freeing every copy happen outside
 /// it (the threads hand their `Vec` back through `join`).
-pub fn capture_cost(p: &CaptureCost) -> Result<CaptureCostReport, ParamError> {
+pub fn capture_cost(p: &CaptureCost) -> Result<CaptureCostReport, LabError> {
     p.validate()?;
     let modes: Vec<&str> = MODES.iter().copied().filter(|m| p.modes.iter().any(|x| x == *m)).collect();
     let mut rows = Vec::new();
@@ -94,9 +97,8 @@ pub fn capture_cost(p: &CaptureCost) -> Result<CaptureCostReport, ParamError> {
             let mut total = vec![Duration::ZERO; modes.len()];
             for _ in 0..p.spawns {
                 for (k, mode) in modes.iter().enumerate() {
-                    total[k] += spawn_once(mode, &shared, n).map_err(|e| {
-                        ParamError::new("spawns", format!("a count this machine can spawn ({e})"), p.spawns)
-                    })?;
+                    total[k] += spawn_once(mode, &shared, n)
+                        .map_err(|e| RunError::new(format!("spawning {} threads", p.spawns), e))?;
                 }
             }
             if sample > 0 {

@@ -2,7 +2,7 @@
 //! bounded spin waits, a barrier with a timeout, a tiny random generator.
 
 use crate::lab::os::Switches;
-use crate::lab::{ParamError, Stats};
+use crate::lab::{RunError, Stats};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -118,8 +118,8 @@ where
 }
 
 /// Turns a failed run into the error an experiment returns, blaming the thread count.
-pub fn threads_error(threads: usize) -> impl Fn(String) -> ParamError {
-    move |e| ParamError::new("threads", format!("counts this machine can run ({e})"), threads)
+pub fn threads_error(threads: usize) -> impl Fn(String) -> RunError {
+    move |e| RunError::new(format!("running {threads} threads"), e)
 }
 
 /// Median and quartiles of `values` (which must not be empty).

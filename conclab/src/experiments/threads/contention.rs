@@ -5,7 +5,7 @@ use super::common::{batched, run_for, stats, threads_error};
 use crate::lab::machine::default_threads;
 use crate::lab::work::busy;
 use crate::lab::{
-    Figure, ParamError, Point, Report, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
+    Figure, LabError, ParamError, Point, Report, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
 };
 use crate::primitives::SpinLock;
 use serde::{Deserialize, Serialize};
@@ -148,7 +148,7 @@ pub struct LockContentionReport {
 /// (and does `work_outside`) for `duration_ms`; reported as total increments per second,
 /// with how evenly the threads shared the lock and how often they were switched out.
 /// The counter is checked against the threads' own counts afterwards.
-pub fn lock_contention(p: &LockContention) -> Result<LockContentionReport, ParamError> {
+pub fn lock_contention(p: &LockContention) -> Result<LockContentionReport, LabError> {
     p.validate()?;
     let d = Duration::from_millis(p.duration_ms);
     let (inside, outside) = (p.work_inside, p.work_outside);

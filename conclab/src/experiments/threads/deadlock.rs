@@ -3,7 +3,7 @@
 //! back off. Every wait is timed, so nothing can hang.
 
 use super::common::Rng;
-use crate::lab::{Figure, ParamError, Report, Table, check_range, fmt_num, thread_count};
+use crate::lab::{Figure, LabError, ParamError, Report, RunError, Table, check_range, fmt_num, thread_count};
 use crate::primitives::{WaitEdge, WaitForGraph};
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
@@ -197,7 +197,7 @@ impl Shared {
 /// for a cycle every `check_ms`, reports it ("thread A holds L1 and waits for L2 (held by
 /// thread B); …"), and tells the thread that closed it to release its lock and retry.
 /// Both threads are joined before the function returns.
-pub fn deadlock(p: &Deadlock) -> Result<DeadlockReport, ParamError> {
+pub fn deadlock(p: &Deadlock) -> Result<DeadlockReport, LabError> {
     p.validate()?;
     let before = thread_count() as i64;
     let sh = Shared {
@@ -262,7 +262,7 @@ pub fn deadlock(p: &Deadlock) -> Result<DeadlockReport, ParamError> {
         }
         Ok(outcomes)
     })
-    .map_err(|e| ParamError::new("hold_ms", format!("a run this machine can start threads for ({e})"), p.hold_ms))?;
+    .map_err(|e| RunError::new("starting the two locking threads", e))?;
     let total_ms = sh.ms();
     let mut spans = sh.spans.into_inner().unwrap_or_else(|e| e.into_inner());
     spans.sort_by(|a, b| a.thread.cmp(&b.thread).then(a.start_ms.total_cmp(&b.start_ms)));

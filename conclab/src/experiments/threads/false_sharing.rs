@@ -4,7 +4,7 @@
 use super::common::{batched, run_for, stats, threads_error};
 use crate::lab::machine::default_threads;
 use crate::lab::{
-    Figure, ParamError, Point, Report, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
+    Figure, LabError, ParamError, Point, Report, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
 };
 use crossbeam::utils::CachePadded;
 use serde::{Deserialize, Serialize};
@@ -75,7 +75,7 @@ pub struct FalseSharingReport {
 /// the same counter ("shared"), or its own — packed next to the others ("adjacent": eight
 /// `AtomicU64` per 64-byte cache line) or padded to a line of its own ("padded"). The
 /// instructions are the same in all three; only where the counters sit differs.
-pub fn false_sharing(p: &FalseSharing) -> Result<FalseSharingReport, ParamError> {
+pub fn false_sharing(p: &FalseSharing) -> Result<FalseSharingReport, LabError> {
     p.validate()?;
     let d = Duration::from_millis(p.duration_ms);
     let mut rows = Vec::new();

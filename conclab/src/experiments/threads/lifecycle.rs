@@ -1,7 +1,9 @@
 //! A thread's life as the process sees it: a detached thread lives on after its handle is
 //! dropped, scoped threads end with their scope. Sampled as the process's thread count.
 
-use crate::lab::{Figure, ParamError, Point, Report, Series, Style, Table, check_range, fmt_num, thread_count};
+use crate::lab::{
+    Figure, LabError, ParamError, Point, Report, RunError, Series, Style, Table, check_range, fmt_num, thread_count,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -62,7 +64,7 @@ pub struct LifecycleReport {
 /// down — an experiment must not return with a thread of its own still running. Then
 /// `scoped` threads run inside `std::thread::scope`, which joins them all before it
 /// returns.
-pub fn lifecycle(p: &Lifecycle) -> Result<LifecycleReport, ParamError> {
+pub fn lifecycle(p: &Lifecycle) -> Result<LifecycleReport, LabError> {
     p.validate()?;
     let t0 = Instant::now();
     let ms = |t: Instant| t.duration_since(t0).as_secs_f64() * 1e3;
@@ -80,9 +82,7 @@ pub fn lifecycle(p: &Lifecycle) -> Result<LifecycleReport, ParamError> {
             std::thread::sleep(work);
             let _ = tx.send(me); // the last thing it does
         })
-        .map_err(|e| {
-            ParamError::new("detached_ms", format!("a run this machine can start a thread for ({e})"), p.detached_ms)
-        })?;
+        .map_err(|e| RunError::new("starting the detached thread", e))?;
     drop(handle); // detached: nothing can join it any more
     events.push(LifeEvent {
         at_ms: ms(Instant::now()),
@@ -100,11 +100,11 @@ pub fn lifecycle(p: &Lifecycle) -> Result<LifecycleReport, ParamError> {
         }
     };
     let Some(detached_name) = name else {
-        return Err(ParamError::new(
-            "detached_ms",
-            "a time after which the detached thread reports back",
-            p.detached_ms,
-        ));
+        return Err(RunError::new(
+            "waiting for the detached thread",
+            format!("it sent no last message within {} ms of its planned end", p.detached_ms + 5_000),
+        )
+        .into());
     };
     events.push(LifeEvent { at_ms: ms(Instant::now()), what: "the detached thread sent its last message".into() });
     // After its last message the thread still has to exit: wait until the count is back.

@@ -2,7 +2,7 @@
 //! hardware and compiler really produce under each memory ordering.
 
 use super::common::{Rng, Stalled, spin_until, stats};
-use crate::lab::{Figure, ParamError, Report, Stats, Table, check_range, fmt_num};
+use crate::lab::{Figure, LabError, ParamError, Report, RunError, Stats, Table, check_range, fmt_num};
 use crossbeam::utils::CachePadded;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
@@ -121,11 +121,15 @@ pub struct LitmusReport {
 /// **Message passing**: A writes data then raises a flag; B waits for the flag then reads
 /// the data. With Release/Acquire B always sees the data; with Relaxed it may not — on
 /// ARM or POWER, never on x86, whose stores leave in program order.
-pub fn litmus(p: &Litmus) -> Result<LitmusReport, ParamError> {
+pub fn litmus(p: &Litmus) -> Result<LitmusReport, LabError> {
     p.validate()?;
     let limit = Duration::from_secs(10) + Duration::from_micros(p.trials as u64 * 20);
-    let stalled =
-        |_| ParamError::new("trials", format!("a count this machine completes within {} s", limit.as_secs()), p.trials);
+    let stalled = |_| {
+        RunError::new(
+            format!("litmus ({} trials)", p.trials),
+            format!("a run did not finish within {} s", limit.as_secs()),
+        )
+    };
     let mut sb = Vec::new();
     let mut mp = Vec::new();
     for kind in KINDS.iter().filter(|k| p.orderings.iter().any(|x| x == *k)) {

@@ -27,7 +27,22 @@ pub use pool::{PoolVsSpawn, PoolVsSpawnReport, pool_vs_spawn};
 pub use queues::{Queues, QueuesReport, queues};
 pub use strategies::{LockStrategies, LockStrategiesReport, lock_strategies};
 
-use crate::experiments::registry::Experiment;
+use crate::lab::Experiment;
+
+crate::impl_params!(
+    CaptureCost,
+    LockContention,
+    Deadlock,
+    FalseSharing,
+    Lifecycle,
+    Litmus,
+    Orderings,
+    Oversubscription,
+    Philosophers,
+    PoolVsSpawn,
+    Queues,
+    LockStrategies
+);
 
 /// This notebook's experiments, for the CLI's registry.
 pub fn experiments() -> Vec<Experiment> {

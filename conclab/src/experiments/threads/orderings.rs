@@ -4,7 +4,7 @@
 use super::common::{batched, run_for, stats, threads_error};
 use crate::lab::machine::default_threads;
 use crate::lab::{
-    Figure, ParamError, Point, Report, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
+    Figure, LabError, ParamError, Point, Report, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
 };
 use crossbeam::utils::CachePadded;
 use serde::{Deserialize, Serialize};
@@ -130,7 +130,7 @@ pub struct OrderingsReport {
 /// into its own cache-padded slot (uncontended: only the ordering's own cost remains).
 /// On x86 every read-modify-write is a locked instruction whatever the ordering, and
 /// only a `SeqCst` store needs more than a plain move (an `xchg`); ARM differs.
-pub fn orderings(p: &Orderings) -> Result<OrderingsReport, ParamError> {
+pub fn orderings(p: &Orderings) -> Result<OrderingsReport, LabError> {
     p.validate()?;
     let d = Duration::from_millis(p.duration_ms);
     let mut rows = Vec::new();

@@ -5,7 +5,8 @@ use super::common::{TimedBarrier, stats};
 use crate::lab::os::Switches;
 use crate::lab::work::{busy, iters_per_ms};
 use crate::lab::{
-    Figure, ParamError, Point, Report, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
+    Figure, LabError, ParamError, Point, Report, RunError, Series, Stats, Style, Table, check_list, check_range, cores,
+    fmt_num,
 };
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -86,7 +87,7 @@ pub struct OversubscriptionReport {
 /// thread computes its share and ends. "lock-step": the shares are cut into `phases`
 /// steps and every thread waits for all others after each step (a barrier with a
 /// timeout), as iterative numerical codes do.
-pub fn oversubscription(p: &Oversubscription) -> Result<OversubscriptionReport, ParamError> {
+pub fn oversubscription(p: &Oversubscription) -> Result<OversubscriptionReport, LabError> {
     p.validate()?;
     let total = p.work_ms * iters_per_ms();
     let mut rows = Vec::new();
@@ -97,7 +98,7 @@ pub fn oversubscription(p: &Oversubscription) -> Result<OversubscriptionReport, 
             let (mut ms, mut vol, mut invol) = (Vec::new(), Vec::new(), Vec::new());
             for i in 0..=p.samples {
                 let (d, sw) = job(total, t, if lock_step { p.phases } else { 1 })
-                    .map_err(|e| ParamError::new("threads", format!("counts this machine can run ({e})"), t))?;
+                    .map_err(|e| RunError::new(format!("running {t} threads"), e))?;
                 if i > 0 {
                     ms.push(d.as_secs_f64() * 1e3);
                     vol.push(sw.voluntary as f64);

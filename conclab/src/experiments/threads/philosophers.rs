@@ -3,7 +3,7 @@
 //! cannot — and with fair locks every philosopher keeps eating.
 
 use super::common::Rng;
-use crate::lab::{Figure, ParamError, Point, Report, Series, Style, Table, check_range, fmt_num};
+use crate::lab::{Figure, LabError, ParamError, Point, Report, RunError, Series, Style, Table, check_range, fmt_num};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -92,7 +92,7 @@ pub struct PhilosophersReport {
 /// a lock held by one thread is handed to a waiter now and then); every fork wait is timed,
 /// and when dinner ends every philosopher finishes the meal or wait in progress and is
 /// joined.
-pub fn philosophers(p: &Philosophers) -> Result<PhilosophersReport, ParamError> {
+pub fn philosophers(p: &Philosophers) -> Result<PhilosophersReport, LabError> {
     p.validate()?;
     let n = p.philosophers;
     let forks: Vec<parking_lot::Mutex<()>> = (0..n).map(|_| parking_lot::Mutex::new(())).collect();
@@ -162,8 +162,7 @@ pub fn philosophers(p: &Philosophers) -> Result<PhilosophersReport, ParamError> 
             .collect();
         Ok((times, counts, diners))
     });
-    let (times_ms, meals, diners) =
-        result.map_err(|e| ParamError::new("philosophers", format!("a count this machine can start ({e})"), n))?;
+    let (times_ms, meals, diners) = result.map_err(|e| RunError::new(format!("seating {n} philosophers"), e))?;
     let stalls = stalls(&times_ms, &meals, p.timeout_ms as f64 / 2.0);
     Ok(PhilosophersReport { params: p.clone(), times_ms, meals, diners, stalls })
 }

@@ -3,7 +3,8 @@
 
 use crate::lab::work::{busy, iters_per_ms};
 use crate::lab::{
-    Figure, ParamError, Point, Report, Sampling, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
+    Figure, LabError, ParamError, Point, Report, RunError, Sampling, Series, Stats, Style, Table, check_list,
+    check_range, cores, fmt_num,
 };
 use crate::primitives::ThreadPool;
 use serde::{Deserialize, Serialize};
@@ -101,12 +102,11 @@ pub struct PoolVsSpawnReport {
 /// rayon pool's scope, and `execute` on the hand-built pool. The pools are built once per
 /// call, outside the clock (their build-and-drop cost is reported apart), and dropped —
 /// with every worker joined — before the call returns.
-pub fn pool_vs_spawn(p: &PoolVsSpawn) -> Result<PoolVsSpawnReport, ParamError> {
+pub fn pool_vs_spawn(p: &PoolVsSpawn) -> Result<PoolVsSpawnReport, LabError> {
     p.validate()?;
     let per_ns = iters_per_ms() as f64 / 1e6;
     let sampling = Sampling { warmup: 1, samples: p.samples };
-    let pool_err =
-        |e: std::io::Error| ParamError::new("pool_threads", format!("a count the OS can start ({e})"), p.pool_threads);
+    let pool_err = |e: std::io::Error| RunError::new(format!("starting a pool of {} threads", p.pool_threads), e);
     let mut build_and_drop_us = Vec::new();
     let mut rows = Vec::new();
     for method in METHODS.iter().filter(|m| p.methods.iter().any(|x| x == *m)) {
@@ -163,7 +163,7 @@ pub fn pool_vs_spawn(p: &PoolVsSpawn) -> Result<PoolVsSpawnReport, ParamError> {
                     };
                     r.map(|()| t.elapsed())
                 })
-                .map_err(|e| ParamError::new("items", format!("a count this machine completes ({e})"), p.items))?;
+                .map_err(|e| RunError::new(format!("spawning a thread per item ({} items)", p.items), e))?;
             rows.push(PoolRow {
                 method: method.to_string(),
                 work_ns: w,

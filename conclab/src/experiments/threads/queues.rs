@@ -2,7 +2,7 @@
 //! `crossbeam::queue::ArrayQueue`, `SegQueue`, and a `Mutex<VecDeque>`.
 
 use super::common::stats;
-use crate::lab::{Figure, ParamError, Report, Stats, Table, check_list, check_range, fmt_num};
+use crate::lab::{Figure, LabError, ParamError, Report, RunError, Stats, Table, check_list, check_range, fmt_num};
 use crossbeam::queue::{ArrayQueue, SegQueue};
 use crossbeam::utils::Backoff;
 use serde::{Deserialize, Serialize};
@@ -130,7 +130,7 @@ impl Queue for Mutex<VecDeque<u64>> {
 /// the producers are done and the queue is empty. Producers facing a full `ArrayQueue`
 /// and consumers facing an empty queue back off (spin, then yield). Throughput is items
 /// per second of wall time; the popped values are summed and checked.
-pub fn queues(p: &Queues) -> Result<QueuesReport, ParamError> {
+pub fn queues(p: &Queues) -> Result<QueuesReport, LabError> {
     p.validate()?;
     let limit = Duration::from_secs(20);
     let mut rows = Vec::new();
@@ -144,8 +144,7 @@ pub fn queues(p: &Queues) -> Result<QueuesReport, ParamError> {
                     "seg" => pass(&SegQueue::new(), n, p.items, limit),
                     _ => pass(&Mutex::new(VecDeque::new()), n, p.items, limit),
                 };
-                let (secs, ok) =
-                    r.map_err(|e| ParamError::new("items", format!("a count passed within 20 s ({e})"), p.items))?;
+                let (secs, ok) = r.map_err(|e| RunError::new(format!("passing {} items", p.items), e))?;
                 exact &= ok;
                 mops.push(p.items as f64 / secs / 1e6);
             }

@@ -4,7 +4,7 @@
 
 use super::common::{Rng, run_for, stats, threads_error};
 use crate::lab::work::busy;
-use crate::lab::{Figure, ParamError, Report, Stats, Table, check_list, check_range, fmt_num};
+use crate::lab::{Figure, LabError, ParamError, Report, Stats, Table, check_list, check_range, fmt_num};
 use crossbeam::utils::Backoff;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -114,7 +114,7 @@ pub struct LockStrategiesReport {
 /// recovers by releasing and retrying. The others cannot deadlock: "ordered" always locks
 /// the lower-numbered account first; "backoff" never waits for a second lock while
 /// holding the first; "one_lock" has only one lock.
-pub fn lock_strategies(p: &LockStrategies) -> Result<LockStrategiesReport, ParamError> {
+pub fn lock_strategies(p: &LockStrategies) -> Result<LockStrategiesReport, LabError> {
     p.validate()?;
     let d = Duration::from_millis(p.duration_ms);
     let timeout = Duration::from_millis(p.timeout_ms);
