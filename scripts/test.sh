@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
 # Every test of the project, in the order that fails fastest: formatting, lints, the
-# crate's unit and doc tests, then every notebook executed headless on the rust kernel
-# (tests/, pytest + nbclient). Installs what it needs first (scripts/setup.sh).
-# Arguments are passed to pytest, e.g. `scripts/test.sh -k 00-index`.
+# crate's unit, integration and doc tests, the loom models, the unit tests again beside a
+# CPU hog, then every notebook executed headless on the rust kernel (tests/, pytest +
+# nbclient). Installs what it needs first (scripts/setup.sh).
 set -euo pipefail
+usage() {
+    cat <<'USAGE'
+usage: scripts/test.sh [pytest arguments...]
+
+Runs, in order: scripts/setup.sh (installs what is missing), cargo fmt --check,
+cargo clippy -D warnings, cargo test --workspace, the loom models of the primitives,
+scripts/hog-tests.sh (unit tests beside a CPU hog; CONCLAB_HOG_RUNS, default 2),
+then pytest tests/ (every notebook headless). Arguments go to pytest, e.g.
+  scripts/test.sh --notebook 00-index        one notebook
+  scripts/test.sh --param-set default        the parameters a reader sees
+  scripts/test.sh -k harness                 only the harness's own tests
+USAGE
+}
+case "${1:-}" in -h | --help) usage; exit 0 ;; esac
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 "$root/scripts/setup.sh"
@@ -14,4 +28,5 @@ echo "== cargo clippy"; cargo clippy --workspace --all-targets --locked -- -D wa
 echo "== cargo test"; cargo test --workspace --locked
 echo "== loom models (primitives)"
 RUSTFLAGS="--cfg conclab_loom" CARGO_TARGET_DIR=target/loom cargo test -p conclab --release --locked --lib primitives
+echo "== unit tests beside a CPU hog"; "$root/scripts/hog-tests.sh" "${CONCLAB_HOG_RUNS:-2}"
 echo "== notebooks"; "$venv/bin/python" -m pytest tests -p no:cacheprovider "$@"

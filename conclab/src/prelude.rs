@@ -2,23 +2,25 @@
 
 #[cfg(feature = "features")]
 pub use crate::experiments::features::{
-    ActorReport, ActorVsMutex, Histogram, HistogramReport, InteriorCosts, InteriorReport, RaceReport, RacyCounter,
-    SendSyncTable, actor_vs_mutex, histogram, interior_costs, racy_counter, refcell_conflict,
+    ActorReport, ActorVsMutex, Histogram, HistogramReport, HistogramWay, InteriorCosts, InteriorReport, RaceReport,
+    RacyCounter, SendSyncTable, actor_vs_mutex, histogram, interior_costs, racy_counter, refcell_conflict,
 };
 #[cfg(feature = "index")]
 pub use crate::experiments::index::{SpawnCost, SpawnCostReport, spawn_cost};
 #[cfg(feature = "intro")]
 pub use crate::experiments::intro::{
-    PingPong, PingPongReport, Processes, ProcessesReport, Scaling, ScalingReport, Stacks, StacksReport, Timeline,
-    TimelineReport, ping_pong, processes, scaling, stacks, timeline,
+    Mechanism, PingPong, PingPongReport, Processes, ProcessesReport, Scaling, ScalingReport, Stacks, StacksReport,
+    Timeline, TimelineReport, ping_pong, processes, scaling, stacks, timeline,
 };
 #[cfg(feature = "threads")]
 pub use crate::experiments::threads::{
-    CaptureCost, CaptureCostReport, Deadlock, DeadlockReport, FalseSharing, FalseSharingReport, Lifecycle,
-    LifecycleReport, Litmus, LitmusReport, LockContention, LockContentionReport, LockStrategies, LockStrategiesReport,
-    Orderings, OrderingsReport, Oversubscription, OversubscriptionReport, Philosophers, PhilosophersReport,
-    PoolVsSpawn, PoolVsSpawnReport, Queues, QueuesReport, capture_cost, deadlock, false_sharing, lifecycle, litmus,
-    lock_contention, lock_strategies, orderings, oversubscription, philosophers, pool_vs_spawn, queues,
+    CaptureCost, CaptureCostReport, CaptureMode, CounterLayout, Deadlock, DeadlockReport, FalseSharing,
+    FalseSharingReport, ForkOrder, Lifecycle, LifecycleReport, Litmus, LitmusOrdering, LitmusReport, LockContention,
+    LockContentionReport, LockKind, LockStrategies, LockStrategiesReport, LockStrategy, MemoryOrdering, Orderings,
+    OrderingsReport, Oversubscription, OversubscriptionReport, Philosophers, PhilosophersReport, PoolMethod,
+    PoolVsSpawn, PoolVsSpawnReport, QueueKind, Queues, QueuesReport, Workload, capture_cost, deadlock, false_sharing,
+    lifecycle, litmus, lock_contention, lock_strategies, orderings, oversubscription, philosophers, pool_vs_spawn,
+    queues,
 };
 pub use crate::lab::{
     Figure, LabError, Legend, MachineCard, ParamError, Point, Report, ReportResult, Rich, RunError, Sampling, Scale,

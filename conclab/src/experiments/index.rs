@@ -30,6 +30,8 @@ impl SpawnCost {
     /// Checks every parameter; nothing has been started when this fails.
     pub fn validate(&self) -> Result<(), ParamError> {
         check_list("counts", &self.counts, 12, 1..=4096)?;
+        // All threads of a sample are alive at once before they are joined.
+        crate::lab::limits::check_threads("counts", self.counts.iter().copied().max().unwrap_or(1))?;
         check_range("samples", self.samples, 1..=101)?;
         check_range("workers", self.workers, 1..=256)
     }

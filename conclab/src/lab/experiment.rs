@@ -77,7 +77,7 @@ impl Experiment {
         &self.defaults
     }
 
-    /// The parameter names, in the struct's order.
+    /// The parameter names, in alphabetical order.
     pub fn param_names(&self) -> Vec<String> {
         self.defaults.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
     }
@@ -184,8 +184,10 @@ fn allowed<P: Params>(key: &str) -> Option<String> {
             }
             Err(e) => {
                 let msg = e.to_string();
-                if let Some(list) = msg.split("expected one of ").nth(1) {
-                    let list = short(list);
+                if msg.contains("unknown variant")
+                    && let Some(list) = msg.split("expected ").nth(1)
+                {
+                    let list = short(list.trim_start_matches("one of ")).replace(" or ", ", ");
                     return Some(if default.is_array() {
                         format!("a non-empty list of distinct values from: {list}")
                     } else {
@@ -305,7 +307,7 @@ mod tests {
     fn unknown_and_empty_names_are_named() {
         let e = err(&[("sample", "1")]);
         assert!(
-            e.starts_with("sample must be a parameter of dummy: one of counts, samples, ratio, kinds, kind"),
+            e.starts_with("sample must be a parameter of dummy: one of counts, kind, kinds, ratio, samples"),
             "{e}"
         );
         assert!(e.contains("\"sample\""), "{e}");
@@ -321,7 +323,7 @@ mod tests {
         assert!(e.allowed("kinds").unwrap().contains("fast, slow"));
         assert!(e.allowed("kind").unwrap().contains("fast"));
         assert_eq!(e.allowed("nope"), None);
-        assert_eq!(e.param_names(), vec!["counts", "samples", "ratio", "kinds", "kind"]);
+        assert_eq!(e.param_names(), vec!["counts", "kind", "kinds", "ratio", "samples"]);
     }
 
     #[test]

@@ -189,6 +189,20 @@ pub fn thread_count() -> usize {
         .unwrap_or(0)
 }
 
+/// The thread count once it has come down to `target` or `timeout` has passed. A joined
+/// thread has finished its work, but the kernel removes it from the process a moment
+/// later: a count read right after `join` can still include it.
+pub fn thread_count_settled(target: usize, timeout: std::time::Duration) -> usize {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let n = thread_count();
+        if n <= target || std::time::Instant::now() >= deadline {
+            return n;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+}
+
 /// 1 … 2 × cores: every count up to 8, then powers of two and the core count.
 pub fn default_threads(cores: usize) -> Vec<usize> {
     let top = 2 * cores;

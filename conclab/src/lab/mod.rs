@@ -1,13 +1,16 @@
 //! Measurement and presentation shared by every experiment: timing, the machine card,
 //! figures, tables, parameter errors and the report convention.
 
+pub mod budget;
 pub mod display;
 pub mod error;
 pub mod experiment;
 pub mod figure;
 pub mod fit;
+pub mod limits;
 pub mod machine;
 pub mod os;
+pub mod rayon_pool;
 pub mod report;
 pub mod table;
 pub mod timing;

@@ -3,16 +3,29 @@
 
 use crate::lab::together::run_together;
 use crate::lab::{
-    Figure, LabError, ParamError, Point, Report, RunError, Sampling, Series, Stats, Style, Table, check_list,
-    check_range, cores, fmt_num,
+    Figure, LabError, ParamError, Point, Report, RunError, Sampling, Series, Stats, Style, Table, check_choices,
+    check_list, check_range, cores, fmt_num,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, mpsc};
 use std::time::{Duration, Instant};
 
-/// The five ways, in the order they are drawn.
-pub const WAYS: [&str; 5] = ["mutex", "rwlock", "atomic", "shards", "channel"];
+crate::choices! {
+    /// The five ways [`histogram`] counts, in the order they are drawn.
+    pub enum HistogramWay {
+        /// One `Mutex<Vec<u64>>`, locked for every value.
+        Mutex = "mutex",
+        /// One `RwLock<Vec<u64>>`, write-locked for every value.
+        RwLock = "rwlock",
+        /// A `Vec<AtomicU64>`, one `fetch_add(1, Relaxed)` per value.
+        Atomic = "atomic",
+        /// A private histogram per thread, merged at the end (the merge is timed too).
+        Shards = "shards",
+        /// Producers send bucket numbers through a bounded channel to one owner thread that counts.
+        Channel = "channel",
+    }
+}
 
 /// Parameters of [`histogram`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,8 +39,8 @@ pub struct Histogram {
     pub buckets: usize,
     /// Timed samples per point (after one warm-up): 1..=51.
     pub samples: usize,
-    /// Which ways to run, any of: mutex, rwlock, atomic, shards, channel.
-    pub ways: Vec<String>,
+    /// Which ways to run, any of [`HistogramWay`]: mutex, rwlock, atomic, shards, channel.
+    pub ways: Vec<HistogramWay>,
 }
 
 impl Default for Histogram {
@@ -37,7 +50,7 @@ impl Default for Histogram {
             ops_per_thread: 1_000_000,
             buckets: 16,
             samples: 3,
-            ways: WAYS.iter().map(|w| w.to_string()).collect(),
+            ways: HistogramWay::ALL.to_vec(),
         }
     }
 }
@@ -48,9 +61,7 @@ impl Histogram {
         check_range("ops_per_thread", self.ops_per_thread, 1_000..=10_000_000)?;
         check_range("buckets", self.buckets, 1..=4096)?;
         check_range("samples", self.samples, 1..=51)?;
-        if self.ways.is_empty() || self.ways.iter().any(|w| !WAYS.contains(&w.as_str())) {
-            return Err(ParamError::new("ways", format!("a non-empty list of: {}", WAYS.join(", ")), &self.ways));
-        }
+        check_choices("ways", &self.ways)?;
         // Values counted over the whole experiment: bounds its run time (the channel way
         // manages some 10–30 million a second).
         let total: u64 = self.threads.iter().map(|&t| t as u64).sum::<u64>()
@@ -71,7 +82,7 @@ impl Histogram {
 /// One way at one thread count.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistogramRow {
-    pub way: String,
+    pub way: HistogramWay,
     pub threads: usize,
     /// Million values counted per second, over the samples.
     pub mops: Stats,
@@ -104,7 +115,7 @@ pub fn histogram(p: &Histogram) -> Result<HistogramReport, LabError> {
     p.validate()?;
     let sampling = Sampling { warmup: 1, samples: p.samples };
     let mut rows = Vec::new();
-    for way in WAYS.iter().filter(|w| p.ways.iter().any(|x| x == *w)) {
+    for way in HistogramWay::ALL.iter().copied().filter(|w| p.ways.contains(w)) {
         for &t in &p.threads {
             let mut exact = true;
             let secs = sampling
@@ -116,7 +127,7 @@ pub fn histogram(p: &Histogram) -> Result<HistogramReport, LabError> {
                 })
                 .map_err(|e| RunError::new("histogram", e))?;
             rows.push(HistogramRow {
-                way: way.to_string(),
+                way,
                 threads: t,
                 mops: Stats::rates(t as f64 * p.ops_per_thread as f64 / 1e6, &secs).expect("finite rates"),
                 exact,
@@ -128,11 +139,11 @@ pub fn histogram(p: &Histogram) -> Result<HistogramReport, LabError> {
 
 /// One run of one way: the histogram, and the time from the counting threads' common
 /// start (they are created first, then released together) to the last count.
-fn count(way: &str, threads: usize, ops: u64, buckets: usize) -> std::io::Result<(Vec<u64>, Duration)> {
+fn count(way: HistogramWay, threads: usize, ops: u64, buckets: usize) -> std::io::Result<(Vec<u64>, Duration)> {
     let b = buckets as u64;
     let ready = |_| Ok(());
     match way {
-        "mutex" => {
+        HistogramWay::Mutex => {
             let h = Mutex::new(vec![0u64; buckets]);
             let done = run_together(threads, ready, |i| {
                 let mut x = seed(i);
@@ -143,7 +154,7 @@ fn count(way: &str, threads: usize, ops: u64, buckets: usize) -> std::io::Result
             })?;
             Ok((h.into_inner().unwrap_or_else(|e| e.into_inner()), done.wall))
         }
-        "rwlock" => {
+        HistogramWay::RwLock => {
             let h = RwLock::new(vec![0u64; buckets]);
             let done = run_together(threads, ready, |i| {
                 let mut x = seed(i);
@@ -154,7 +165,7 @@ fn count(way: &str, threads: usize, ops: u64, buckets: usize) -> std::io::Result
             })?;
             Ok((h.into_inner().unwrap_or_else(|e| e.into_inner()), done.wall))
         }
-        "atomic" => {
+        HistogramWay::Atomic => {
             let h: Vec<AtomicU64> = (0..buckets).map(|_| AtomicU64::new(0)).collect();
             let done = run_together(threads, ready, |i| {
                 let mut x = seed(i);
@@ -164,7 +175,7 @@ fn count(way: &str, threads: usize, ops: u64, buckets: usize) -> std::io::Result
             })?;
             Ok((h.into_iter().map(AtomicU64::into_inner).collect(), done.wall))
         }
-        "shards" => {
+        HistogramWay::Shards => {
             let done = run_together(threads, ready, |i| {
                 let mut mine = vec![0u64; buckets];
                 let mut x = seed(i);
@@ -183,8 +194,8 @@ fn count(way: &str, threads: usize, ops: u64, buckets: usize) -> std::io::Result
             }
             Ok((h, done.wall + t.elapsed()))
         }
-        _ => {
-            // "channel": producers send bucket numbers through a bounded channel (so a
+        HistogramWay::Channel => {
+            // Producers send bucket numbers through a bounded channel (so a
             // slow owner holds them back instead of letting messages pile up in memory);
             // one owner thread does all the counting. Timed until the owner is done.
             let (tx, rx) = mpsc::sync_channel::<u32>(1024);
@@ -220,7 +231,7 @@ fn seed(i: usize) -> u64 {
 }
 
 impl HistogramReport {
-    pub fn median(&self, way: &str, threads: usize) -> Option<f64> {
+    pub fn median(&self, way: HistogramWay, threads: usize) -> Option<f64> {
         self.rows.iter().find(|r| r.way == way && r.threads == threads).map(|r| r.mops.median)
     }
 }
@@ -234,7 +245,7 @@ impl Report for HistogramReport {
         )
         .log_y()
         .legend(crate::lab::Legend::LowerLeft);
-        for way in WAYS {
+        for &way in HistogramWay::ALL {
             let pts: Vec<Point> = self
                 .rows
                 .iter()
@@ -242,7 +253,7 @@ impl Report for HistogramReport {
                 .map(|r| Point::spread(r.threads as f64, r.mops.median, r.mops.p25, r.mops.p75))
                 .collect();
             if !pts.is_empty() {
-                f = f.series(Series::new(way, Style::Measured, pts));
+                f = f.series(Series::new(way.name(), Style::Measured, pts));
             }
         }
         vec![f]
@@ -255,7 +266,7 @@ impl Report for HistogramReport {
         );
         for r in &self.rows {
             t.row(vec![
-                r.way.clone(),
+                r.way.to_string(),
                 r.threads.to_string(),
                 fmt_num(r.mops.median),
                 format!("{}–{}", fmt_num(r.mops.p25), fmt_num(r.mops.p75)),
@@ -276,7 +287,7 @@ mod tests {
 
     #[test]
     fn every_way_counts_exactly() {
-        for way in WAYS {
+        for &way in HistogramWay::ALL {
             let (h, wall) = count(way, 3, 5_000, 7).unwrap();
             assert!(wall > Duration::ZERO);
             assert_eq!(h.len(), 7);
@@ -291,7 +302,9 @@ mod tests {
         let r = histogram(&p).unwrap();
         assert_eq!(r.rows.len(), 10);
         assert!(r.rows.iter().all(|x| x.exact && x.mops.median > 0.0));
-        assert!(histogram(&Histogram { ways: vec!["spinlock".into()], ..p.clone() }).is_err());
+        let e =
+            crate::lab::params_from_pairs::<Histogram>("histogram", &[("ways".into(), "spinlock".into())]).unwrap_err();
+        assert!(e.to_string().contains("mutex") && e.to_string().contains("channel"), "{e}");
         assert!(histogram(&Histogram { buckets: 0, ..p }).is_err());
     }
 }

@@ -7,7 +7,7 @@ pub mod race;
 pub mod send_sync;
 
 pub use actor::{ActorReport, ActorVsMutex, actor_vs_mutex};
-pub use histogram::{Histogram, HistogramReport, histogram};
+pub use histogram::{Histogram, HistogramReport, HistogramWay, histogram};
 pub use interior::{InteriorCosts, InteriorReport, interior_costs, refcell_conflict};
 pub use race::{RaceReport, RacyCounter, racy_counter};
 pub use send_sync::SendSyncTable;

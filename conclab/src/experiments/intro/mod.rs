@@ -6,7 +6,7 @@ pub mod scaling;
 pub mod stacks;
 pub mod timeline;
 
-pub use ping_pong::{PingPong, PingPongReport, ping_pong};
+pub use ping_pong::{Mechanism, PingPong, PingPongReport, ping_pong};
 pub use processes::{Processes, ProcessesReport, processes};
 pub use scaling::{Scaling, ScalingReport, scaling};
 pub use stacks::{Stacks, StacksReport, stacks};

@@ -3,8 +3,8 @@
 
 use crate::lab::os::Switches;
 use crate::lab::{
-    Figure, LabError, ParamError, Report, RunError, Stats, Table, check_cpu, check_range, fmt_num, pin_current_thread,
-    usable_cpus,
+    Figure, LabError, ParamError, Report, RunError, Stats, Table, check_choices, check_cpu, check_range, fmt_num,
+    pin_current_thread, usable_cpus,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,9 +20,8 @@ pub struct PingPong {
     pub round_trips: usize,
     /// Timed samples per mechanism and placement (after one short warm-up): 1..=51.
     pub samples: usize,
-    /// Hand-off mechanisms to compare, any of: "park" (`thread::park`/`unpark`, a futex
-    /// wait and wake) and "channel" (two rendezvous `sync_channel(0)`s).
-    pub mechanisms: Vec<String>,
+    /// Hand-off mechanisms to compare, any of [`Mechanism`]: "park" and "channel".
+    pub mechanisms: Vec<Mechanism>,
     /// The CPU of the first thread when pinned (and of both on "same CPU").
     pub cpu_a: usize,
     /// The CPU of the second thread on "two CPUs" (that placement is skipped when it equals `cpu_a`).
@@ -35,7 +34,7 @@ impl Default for PingPong {
         PingPong {
             round_trips: 5_000,
             samples: 5,
-            mechanisms: vec!["park".into(), "channel".into()],
+            mechanisms: Mechanism::ALL.to_vec(),
             cpu_a: cpus[0],
             cpu_b: other_core(cpus[0]),
         }
@@ -51,7 +50,15 @@ pub fn other_core(cpu: usize) -> usize {
     others.iter().copied().find(|c| !siblings.contains(c)).or(others.first().copied()).unwrap_or(cpu)
 }
 
-pub const MECHANISMS: [&str; 2] = ["park", "channel"];
+crate::choices! {
+    /// How the token is handed from one thread to the other in [`ping_pong`].
+    pub enum Mechanism {
+        /// `thread::park`/`unpark` on a shared turn counter: a futex wait and wake.
+        Park = "park",
+        /// Two rendezvous `sync_channel(0)`s, one each way.
+        Channel = "channel",
+    }
+}
 
 impl PingPong {
     pub fn validate(&self) -> Result<(), ParamError> {
@@ -62,9 +69,7 @@ impl PingPong {
         if trips > 2_000_000 {
             return Err(ParamError::new("round_trips × samples", "at most 2000000", trips));
         }
-        if self.mechanisms.is_empty() || self.mechanisms.iter().any(|m| !MECHANISMS.contains(&m.as_str())) {
-            return Err(ParamError::new("mechanisms", "a non-empty list of: park, channel", &self.mechanisms));
-        }
+        check_choices("mechanisms", &self.mechanisms)?;
         check_cpu("cpu_a", self.cpu_a)?;
         check_cpu("cpu_b", self.cpu_b)
     }
@@ -82,7 +87,7 @@ impl PingPong {
 /// One mechanism in one placement.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PingPongRow {
-    pub mechanism: String,
+    pub mechanism: Mechanism,
     pub placement: String,
     /// Microseconds per round trip, one value per sample.
     pub round_trip_us: Stats,
@@ -108,7 +113,7 @@ pub struct PingPongReport {
 pub fn ping_pong(p: &PingPong) -> Result<PingPongReport, LabError> {
     p.validate()?;
     let mut rows = Vec::new();
-    for mech in MECHANISMS.iter().filter(|m| p.mechanisms.iter().any(|x| x == *m)) {
+    for mech in Mechanism::ALL.iter().copied().filter(|m| p.mechanisms.contains(m)) {
         for (placement, pins) in p.placements() {
             let limit = Duration::from_secs(10).max(Duration::from_micros(p.round_trips as u64 * 1000));
             let stalled = |_| {
@@ -135,7 +140,7 @@ pub fn ping_pong(p: &PingPong) -> Result<PingPongReport, LabError> {
             }
             let n = (p.round_trips * p.samples) as f64;
             rows.push(PingPongRow {
-                mechanism: mech.to_string(),
+                mechanism: mech,
                 placement: placement.to_string(),
                 round_trip_us: Stats::from_samples(&per_sample).expect("at least one sample"),
                 voluntary_per_round_trip: switches.voluntary as f64 / n,
@@ -155,7 +160,13 @@ struct Exchange {
 
 /// Runs `n` round trips between two fresh threads; `Err` if `limit` passes first.
 /// Keeps every `keep`-th round trip's latency (all of them when `keep` is 1).
-fn exchange(mech: &str, n: usize, keep: u64, pins: Option<(usize, usize)>, limit: Duration) -> Result<Exchange, ()> {
+fn exchange(
+    mech: Mechanism,
+    n: usize,
+    keep: u64,
+    pins: Option<(usize, usize)>,
+    limit: Duration,
+) -> Result<Exchange, ()> {
     let deadline = Instant::now() + limit;
     let pin = |cpu: Option<usize>| {
         if let Some(c) = cpu {
@@ -165,88 +176,92 @@ fn exchange(mech: &str, n: usize, keep: u64, pins: Option<(usize, usize)>, limit
     let (pa, pb) = (pins.map(|p| p.0), pins.map(|p| p.1));
     let turn_cell = AtomicU64::new(0);
     std::thread::scope(|s| {
-        if mech == "park" {
-            let turn = &turn_cell;
-            let (tx, rx) = mpsc::channel::<Thread>();
-            let b = std::thread::Builder::new()
-                .spawn_scoped(s, move || {
-                    pin(pb);
-                    let a = rx.recv_timeout(limit).map_err(|_| ())?;
-                    let before = Switches::this_thread();
-                    for i in 0..n as u64 {
-                        wait_for(turn, 2 * i + 1, deadline)?;
-                        turn.store(2 * i + 2, Ordering::Release);
-                        a.unpark();
-                    }
-                    Ok::<Switches, ()>(Switches::this_thread().since(before))
-                })
-                .map_err(|_| ())?;
-            let b_thread = b.thread().clone();
-            let b_for_a = b_thread.clone();
-            let a = std::thread::Builder::new()
-                .spawn_scoped(s, move || {
-                    pin(pa);
-                    tx.send(std::thread::current()).map_err(|_| ())?;
-                    let mut lat = Vec::with_capacity(n / keep as usize + 1);
-                    let before = Switches::this_thread();
-                    let t0 = Instant::now();
-                    for i in 0..n as u64 {
-                        let t = Instant::now();
-                        turn.store(2 * i + 1, Ordering::Release);
-                        b_for_a.unpark();
-                        wait_for(turn, 2 * i + 2, deadline)?;
-                        if i % keep == 0 {
-                            lat.push(t.elapsed().as_secs_f64() * 1e6);
+        match mech {
+            Mechanism::Park => {
+                let turn = &turn_cell;
+                let (tx, rx) = mpsc::channel::<Thread>();
+                let b = std::thread::Builder::new()
+                    .spawn_scoped(s, move || {
+                        pin(pb);
+                        let a = rx.recv_timeout(limit).map_err(|_| ())?;
+                        let before = Switches::this_thread();
+                        for i in 0..n as u64 {
+                            wait_for(turn, 2 * i + 1, deadline)?;
+                            turn.store(2 * i + 2, Ordering::Release);
+                            a.unpark();
                         }
-                    }
-                    Ok::<_, ()>((t0.elapsed(), lat, Switches::this_thread().since(before)))
-                })
-                .map_err(|_| ())?;
-            let ra = a.join().map_err(|_| ())?;
-            if ra.is_err() {
-                // Let B see a turn it is waiting for never comes: it times out by itself.
-                b_thread.unpark();
+                        Ok::<Switches, ()>(Switches::this_thread().since(before))
+                    })
+                    .map_err(|_| ())?;
+                let b_thread = b.thread().clone();
+                let b_for_a = b_thread.clone();
+                let a = std::thread::Builder::new()
+                    .spawn_scoped(s, move || {
+                        pin(pa);
+                        tx.send(std::thread::current()).map_err(|_| ())?;
+                        let mut lat = Vec::with_capacity(n / keep as usize + 1);
+                        let before = Switches::this_thread();
+                        let t0 = Instant::now();
+                        for i in 0..n as u64 {
+                            let t = Instant::now();
+                            turn.store(2 * i + 1, Ordering::Release);
+                            b_for_a.unpark();
+                            wait_for(turn, 2 * i + 2, deadline)?;
+                            if i % keep == 0 {
+                                lat.push(t.elapsed().as_secs_f64() * 1e6);
+                            }
+                        }
+                        Ok::<_, ()>((t0.elapsed(), lat, Switches::this_thread().since(before)))
+                    })
+                    .map_err(|_| ())?;
+                let ra = a.join().map_err(|_| ())?;
+                if ra.is_err() {
+                    // Let B see a turn it is waiting for never comes: it times out by itself.
+                    b_thread.unpark();
+                }
+                let sb = b.join().map_err(|_| ())??;
+                let (total, latencies_us, sa) = ra?;
+                Ok(Exchange { total, latencies_us, switches: sa + sb })
             }
-            let sb = b.join().map_err(|_| ())??;
-            let (total, latencies_us, sa) = ra?;
-            Ok(Exchange { total, latencies_us, switches: sa + sb })
-        } else {
-            let (to_b, from_a) = mpsc::sync_channel::<u64>(0);
-            let (to_a, from_b) = mpsc::sync_channel::<u64>(0);
-            let b = std::thread::Builder::new()
-                .spawn_scoped(s, move || {
-                    pin(pb);
-                    let before = Switches::this_thread();
-                    for _ in 0..n {
-                        let v =
-                            from_a.recv_timeout(deadline.saturating_duration_since(Instant::now())).map_err(|_| ())?;
-                        to_a.send(v + 1).map_err(|_| ())?;
-                    }
-                    Ok::<Switches, ()>(Switches::this_thread().since(before))
-                })
-                .map_err(|_| ())?;
-            let a = std::thread::Builder::new()
-                .spawn_scoped(s, move || {
-                    pin(pa);
-                    let mut lat = Vec::with_capacity(n / keep as usize + 1);
-                    let before = Switches::this_thread();
-                    let t0 = Instant::now();
-                    for i in 0..n as u64 {
-                        let t = Instant::now();
-                        to_b.send(i).map_err(|_| ())?;
-                        from_b.recv_timeout(deadline.saturating_duration_since(Instant::now())).map_err(|_| ())?;
-                        if i % keep == 0 {
-                            lat.push(t.elapsed().as_secs_f64() * 1e6);
+            Mechanism::Channel => {
+                let (to_b, from_a) = mpsc::sync_channel::<u64>(0);
+                let (to_a, from_b) = mpsc::sync_channel::<u64>(0);
+                let b = std::thread::Builder::new()
+                    .spawn_scoped(s, move || {
+                        pin(pb);
+                        let before = Switches::this_thread();
+                        for _ in 0..n {
+                            let v = from_a
+                                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                                .map_err(|_| ())?;
+                            to_a.send(v + 1).map_err(|_| ())?;
                         }
-                    }
-                    Ok::<_, ()>((t0.elapsed(), lat, Switches::this_thread().since(before)))
-                })
-                .map_err(|_| ())?;
-            // Dropping A's channel ends (when A returns) unblocks B; B's timeout ends it otherwise.
-            let ra = a.join().map_err(|_| ())?;
-            let sb = b.join().map_err(|_| ())??;
-            let (total, latencies_us, sa) = ra?;
-            Ok(Exchange { total, latencies_us, switches: sa + sb })
+                        Ok::<Switches, ()>(Switches::this_thread().since(before))
+                    })
+                    .map_err(|_| ())?;
+                let a = std::thread::Builder::new()
+                    .spawn_scoped(s, move || {
+                        pin(pa);
+                        let mut lat = Vec::with_capacity(n / keep as usize + 1);
+                        let before = Switches::this_thread();
+                        let t0 = Instant::now();
+                        for i in 0..n as u64 {
+                            let t = Instant::now();
+                            to_b.send(i).map_err(|_| ())?;
+                            from_b.recv_timeout(deadline.saturating_duration_since(Instant::now())).map_err(|_| ())?;
+                            if i % keep == 0 {
+                                lat.push(t.elapsed().as_secs_f64() * 1e6);
+                            }
+                        }
+                        Ok::<_, ()>((t0.elapsed(), lat, Switches::this_thread().since(before)))
+                    })
+                    .map_err(|_| ())?;
+                // Dropping A's channel ends (when A returns) unblocks B; B's timeout ends it otherwise.
+                let ra = a.join().map_err(|_| ())?;
+                let sb = b.join().map_err(|_| ())??;
+                let (total, latencies_us, sa) = ra?;
+                Ok(Exchange { total, latencies_us, switches: sa + sb })
+            }
         }
     })
 }
@@ -265,7 +280,7 @@ fn wait_for(turn: &AtomicU64, want: u64, deadline: Instant) -> Result<(), ()> {
 
 impl PingPongReport {
     /// Median round trip in µs for a mechanism and placement.
-    pub fn median(&self, mechanism: &str, placement: &str) -> Option<f64> {
+    pub fn median(&self, mechanism: Mechanism, placement: &str) -> Option<f64> {
         self.rows.iter().find(|r| r.mechanism == mechanism && r.placement == placement).map(|r| r.round_trip_us.median)
     }
 }
@@ -279,16 +294,17 @@ impl Report for PingPongReport {
         );
         for r in &self.rows {
             let s = &r.round_trip_us;
-            bars = bars.bar(&r.placement, &r.mechanism, s.median, Some((s.p25, s.p75)));
+            bars = bars.bar(&r.placement, r.mechanism.name(), s.median, Some((s.p25, s.p75)));
         }
-        let mech = &self.rows.first().map(|r| r.mechanism.clone()).unwrap_or_default();
+        let mech = self.rows.first().map(|r| r.mechanism);
+        let mech_name = mech.map(Mechanism::name).unwrap_or_default();
         let mut hist = Figure::histogram(
-            &format!("How much do single round trips vary? ({mech})"),
+            &format!("How much do single round trips vary? ({mech_name})"),
             "round trip (µs), log scale",
             40,
         )
         .log_x();
-        for r in self.rows.iter().filter(|r| &r.mechanism == mech) {
+        for r in self.rows.iter().filter(|r| Some(r.mechanism) == mech) {
             hist = hist.samples(&r.placement, r.latencies_us.clone());
         }
         hist = hist.legend(crate::lab::Legend::UpperRight);
@@ -302,7 +318,7 @@ impl Report for PingPongReport {
         );
         for r in &self.rows {
             t.row(vec![
-                r.mechanism.clone(),
+                r.mechanism.to_string(),
                 r.placement.clone(),
                 fmt_num(r.round_trip_us.median),
                 format!("{}–{}", fmt_num(r.round_trip_us.p25), fmt_num(r.round_trip_us.p75)),
@@ -333,12 +349,21 @@ mod tests {
         for p in [
             PingPong { round_trips: 10, ..Default::default() },
             PingPong { samples: 0, ..Default::default() },
-            PingPong { mechanisms: vec!["smoke".into()], ..Default::default() },
             PingPong { mechanisms: vec![], ..Default::default() },
             PingPong { cpu_a: 9999, ..Default::default() },
         ] {
             assert!(ping_pong(&p).is_err(), "{p:?}");
         }
+    }
+
+    #[test]
+    fn unknown_mechanism_names_the_choices() {
+        let e = crate::lab::params_from_pairs::<PingPong>("ping-pong", &[("mechanisms".into(), "park,smoke".into())])
+            .unwrap_err();
+        assert_eq!(e.param, "mechanisms");
+        assert!(e.to_string().contains("park") && e.to_string().contains("channel"), "{e}");
+        let e = PingPong { mechanisms: vec![Mechanism::Park, Mechanism::Park], ..Default::default() }.validate();
+        assert!(e.unwrap_err().to_string().contains("park, channel"));
     }
 
     #[test]
@@ -352,7 +377,7 @@ mod tests {
         }
         // Pinned to one CPU, a thread must block for the other to run: at least one
         // voluntary switch per round trip (really about two: one per thread).
-        for m in MECHANISMS {
+        for &m in Mechanism::ALL {
             let row = r.rows.iter().find(|x| x.mechanism == m && x.placement == "same CPU").unwrap();
             assert!(row.voluntary_per_round_trip >= 1.0, "{m}: {}", row.voluntary_per_round_trip);
         }

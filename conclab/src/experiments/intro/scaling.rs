@@ -1,6 +1,7 @@
 //! Cores and true parallelism: a fixed CPU-bound job split over more and more threads,
 //! with Amdahl's law and the Universal Scalability Law fitted to the speedup.
 
+use crate::lab::budget::{Progress, check_estimate};
 use crate::lab::fit::{Usl, amdahl, fit_amdahl, fit_usl, karp_flatt};
 use crate::lab::together::run_together;
 use crate::lab::work::{busy, iters_per_ms};
@@ -10,6 +11,7 @@ use crate::lab::{
 };
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// Parameters of [`scaling`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,16 +46,13 @@ impl Scaling {
         }
         check_range("work_ms", self.work_ms, 1..=5000)?;
         check_range("samples", self.samples, 1..=51)?;
-        // CPU time the whole experiment needs, whatever the speedup: a bound on its run time.
-        let cpu_ms =
-            self.work_ms * (self.samples as u64 + 1) * self.threads.len() as u64 * if self.rayon { 2 } else { 1 };
-        if cpu_ms > 600_000 {
-            return Err(ParamError::new(
-                "work_ms × (samples + 1) × thread counts × methods",
-                "at most 600000 ms of CPU time (10 minutes)",
-                cpu_ms,
-            ));
-        }
+        // Each point runs the job samples + 1 times, at best min(threads, CPUs) times faster
+        // than on one thread.
+        let cores = cores() as f64;
+        let per_method: f64 =
+            self.threads.iter().map(|&t| self.work_ms as f64 * (self.samples + 1) as f64 / cores.min(t as f64)).sum();
+        let methods = if self.rayon { 2.0 } else { 1.0 };
+        check_estimate("work_ms × (samples + 1) × thread counts", Duration::from_secs_f64(per_method * methods / 1e3))?;
         Ok(())
     }
 }
@@ -96,6 +95,7 @@ pub fn scaling(p: &Scaling) -> Result<ScalingReport, LabError> {
     if p.rayon {
         methods.push(RAYON);
     }
+    let mut progress = Progress::new("scaling", methods.len() * p.threads.len());
     for method in methods {
         let mut base = None;
         for &t in &p.threads {
@@ -124,6 +124,7 @@ pub fn scaling(p: &Scaling) -> Result<ScalingReport, LabError> {
                 base = Some(stats.median);
             }
             rows.push(ScalingRow { method: method.into(), threads: t, millis: stats, speedup: 0.0 });
+            progress.step()?;
         }
         let base = base.expect("validated: 1 is among the counts");
         for r in rows.iter_mut().filter(|r| r.method == method) {

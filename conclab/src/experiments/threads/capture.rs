@@ -3,8 +3,8 @@
 
 use super::common::stats;
 use crate::lab::{
-    Figure, LabError, ParamError, Point, Report, RunError, Series, Stats, Style, Table, check_list, check_range,
-    fmt_num,
+    Figure, LabError, ParamError, Point, Report, RunError, Series, Stats, Style, Table, check_choices, check_list,
+    check_range, fmt_num,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -21,51 +21,53 @@ pub struct CaptureCost {
     /// Timed samples per point (after one warm-up): 1..=51. The four capture patterns
     /// take turns, one spawn each, so a change during the run affects them alike.
     pub samples: usize,
-    /// Capture patterns, any of: "borrow" (scoped thread, `&Vec`), "move" (the `Vec`
-    /// moved in), "arc" (an `Arc<Vec>` clone moved in), "clone" (a deep copy moved in).
-    pub modes: Vec<String>,
+    /// Capture patterns, any of [`CaptureMode`]: "borrow", "move", "arc", "clone".
+    pub modes: Vec<CaptureMode>,
 }
 
 impl Default for CaptureCost {
     fn default() -> Self {
-        CaptureCost {
-            sizes_kib: vec![1, 64, 1024, 16384],
-            spawns: 20,
-            samples: 5,
-            modes: MODES.iter().map(|s| s.to_string()).collect(),
-        }
+        CaptureCost { sizes_kib: vec![1, 64, 1024, 16384], spawns: 20, samples: 5, modes: CaptureMode::ALL.to_vec() }
     }
 }
 
-/// The capture patterns [`capture_cost`] knows.
-pub const MODES: [&str; 4] = ["borrow", "move", "arc", "clone"];
+crate::choices! {
+    /// The capture patterns [`capture_cost`] knows.
+    pub enum CaptureMode {
+        /// A scoped thread borrowing the `Vec` (`&Vec`).
+        Borrow = "borrow",
+        /// The `Vec` itself moved into the thread.
+        Move = "move",
+        /// An `Arc<Vec>` clone moved in (a reference-count increment).
+        Arc = "arc",
+        /// A deep copy of the `Vec` moved in.
+        Clone = "clone",
+    }
+}
 
 impl CaptureCost {
     pub fn validate(&self) -> Result<(), ParamError> {
         check_list("sizes_kib", &self.sizes_kib, 10, 1..=65536)?;
         check_range("spawns", self.spawns, 1..=1000)?;
         check_range("samples", self.samples, 1..=51)?;
-        if self.modes.is_empty() || self.modes.iter().any(|m| !MODES.contains(&m.as_str())) {
-            return Err(ParamError::new("modes", "a non-empty list of: borrow, move, arc, clone", &self.modes));
-        }
-        Ok(())
+        check_choices("modes", &self.modes)
     }
 }
 
 /// How a capture pattern is named in figures and tables.
-pub fn mode_label(mode: &str) -> &'static str {
+pub fn mode_label(mode: CaptureMode) -> &'static str {
     match mode {
-        "borrow" => "borrow: thread::scope + &v",
-        "move" => "move v",
-        "arc" => "move Arc::clone(&v)",
-        _ => "move v.clone()",
+        CaptureMode::Borrow => "borrow: thread::scope + &v",
+        CaptureMode::Move => "move v",
+        CaptureMode::Arc => "move Arc::clone(&v)",
+        CaptureMode::Clone => "move v.clone()",
     }
 }
 
 /// One capture pattern at one size.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CaptureRow {
-    pub mode: String,
+    pub mode: CaptureMode,
     pub size_kib: usize,
     /// Microseconds per spawn + join, including what the capture needs.
     pub micros: Stats,
@@ -85,7 +87,7 @@ pub struct CaptureCostReport {
 /// it (the threads hand their `Vec` back through `join`).
 pub fn capture_cost(p: &CaptureCost) -> Result<CaptureCostReport, LabError> {
     p.validate()?;
-    let modes: Vec<&str> = MODES.iter().copied().filter(|m| p.modes.iter().any(|x| x == *m)).collect();
+    let modes: Vec<CaptureMode> = CaptureMode::ALL.iter().copied().filter(|m| p.modes.contains(m)).collect();
     let mut rows = Vec::new();
     for &kib in &p.sizes_kib {
         let n = kib * 1024;
@@ -96,7 +98,7 @@ pub fn capture_cost(p: &CaptureCost) -> Result<CaptureCostReport, LabError> {
         for sample in 0..=p.samples {
             let mut total = vec![Duration::ZERO; modes.len()];
             for _ in 0..p.spawns {
-                for (k, mode) in modes.iter().enumerate() {
+                for (k, &mode) in modes.iter().enumerate() {
                     total[k] += spawn_once(mode, &shared, n)
                         .map_err(|e| RunError::new(format!("spawning {} threads", p.spawns), e))?;
                 }
@@ -108,25 +110,25 @@ pub fn capture_cost(p: &CaptureCost) -> Result<CaptureCostReport, LabError> {
                 }
             }
         }
-        for (k, mode) in modes.iter().enumerate() {
-            rows.push(CaptureRow { mode: mode.to_string(), size_kib: kib, micros: stats(&micros[k]) });
+        for (k, &mode) in modes.iter().enumerate() {
+            rows.push(CaptureRow { mode, size_kib: kib, micros: stats(&micros[k]) });
         }
     }
     Ok(CaptureCostReport { params: p.clone(), rows })
 }
 
 /// One spawn + join with the capture `mode`; the time it took (outside: preparation, drops).
-fn spawn_once(mode: &str, shared: &Arc<Vec<u8>>, n: usize) -> std::io::Result<Duration> {
+fn spawn_once(mode: CaptureMode, shared: &Arc<Vec<u8>>, n: usize) -> std::io::Result<Duration> {
     let touch = |v: &[u8]| u32::from(v[0]) + u32::from(v[v.len() - 1]);
     let b = std::thread::Builder::new;
     match mode {
-        "borrow" => {
+        CaptureMode::Borrow => {
             let v: &Vec<u8> = shared;
             let t = Instant::now();
             std::thread::scope(|s| b().spawn_scoped(s, || touch(v)).map(|h| h.join()))?.ok();
             Ok(t.elapsed())
         }
-        "move" => {
+        CaptureMode::Move => {
             let v = vec![1u8; n]; // a fresh Vec to give away, made before the clock starts
             let t = Instant::now();
             let back = b().spawn(move || {
@@ -138,14 +140,14 @@ fn spawn_once(mode: &str, shared: &Arc<Vec<u8>>, n: usize) -> std::io::Result<Du
             drop(v);
             Ok(d)
         }
-        "arc" => {
+        CaptureMode::Arc => {
             let t = Instant::now();
             let a = Arc::clone(shared);
             let h = b().spawn(move || touch(&a))?;
             let _ = h.join();
             Ok(t.elapsed())
         }
-        _ => {
+        CaptureMode::Clone => {
             let t = Instant::now();
             let c: Vec<u8> = (**shared).clone();
             let h = b().spawn(move || {
@@ -162,7 +164,7 @@ fn spawn_once(mode: &str, shared: &Arc<Vec<u8>>, n: usize) -> std::io::Result<Du
 
 impl CaptureCostReport {
     /// Median µs per spawn for `mode` at `size_kib`.
-    pub fn median(&self, mode: &str, size_kib: usize) -> Option<f64> {
+    pub fn median(&self, mode: CaptureMode, size_kib: usize) -> Option<f64> {
         self.rows.iter().find(|r| r.mode == mode && r.size_kib == size_kib).map(|r| r.micros.median)
     }
 }
@@ -176,7 +178,7 @@ impl Report for CaptureCostReport {
         )
         .log_x()
         .log_y();
-        for mode in MODES {
+        for &mode in CaptureMode::ALL {
             let pts: Vec<Point> = self
                 .rows
                 .iter()
@@ -194,7 +196,7 @@ impl Report for CaptureCostReport {
         let mut t = Table::new("Capture cost", &["capture", "Vec size", "median µs per spawn", "p25–p75 µs"]);
         for r in &self.rows {
             t.row(vec![
-                mode_label(&r.mode).into(),
+                mode_label(r.mode).into(),
                 format!("{} KiB", r.size_kib),
                 fmt_num(r.micros.median),
                 format!("{}–{}", fmt_num(r.micros.p25), fmt_num(r.micros.p75)),
@@ -218,10 +220,17 @@ mod tests {
             CaptureCost { sizes_kib: vec![0], ..Default::default() },
             CaptureCost { sizes_kib: vec![1 << 20], ..Default::default() },
             CaptureCost { spawns: 0, ..Default::default() },
-            CaptureCost { modes: vec!["copy".into()], ..Default::default() },
+            CaptureCost { modes: vec![], ..Default::default() },
         ] {
             assert!(capture_cost(&p).is_err(), "{p:?}");
         }
+    }
+
+    #[test]
+    fn unknown_mode_names_the_choices() {
+        let e = crate::lab::params_from_pairs::<CaptureCost>("capture-cost", &[("modes".into(), "copy".into())])
+            .unwrap_err();
+        assert!(e.to_string().contains("borrow") && e.to_string().contains("clone"), "{e}");
     }
 
     #[test]
@@ -229,7 +238,7 @@ mod tests {
         let p = CaptureCost { sizes_kib: vec![1, 8192], spawns: 5, samples: 3, ..Default::default() };
         let r = capture_cost(&p).unwrap();
         assert_eq!(r.rows.len(), 8);
-        assert!(r.median("clone", 8192).unwrap() > r.median("arc", 8192).unwrap());
+        assert!(r.median(CaptureMode::Clone, 8192).unwrap() > r.median(CaptureMode::Arc, 8192).unwrap());
         assert!(r.figure().to_svg().contains("<svg"));
     }
 }

@@ -5,7 +5,8 @@ use super::common::{batched, run_for, stats, threads_error};
 use crate::lab::machine::default_threads;
 use crate::lab::work::busy;
 use crate::lab::{
-    Figure, LabError, ParamError, Point, Report, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
+    Figure, LabError, ParamError, Point, Report, Series, Stats, Style, Table, check_choices, check_list, check_range,
+    cores, fmt_num,
 };
 use crate::primitives::SpinLock;
 use serde::{Deserialize, Serialize};
@@ -77,9 +78,8 @@ fn hammer<L: CounterLock>(
 pub struct LockContention {
     /// Thread counts, each 1..=256, at most 16 of them.
     pub threads: Vec<usize>,
-    /// Locks to compare, any of: "spin" (`conclab::primitives::SpinLock`), "std"
-    /// (`std::sync::Mutex`), "parking_lot" (`parking_lot::Mutex`).
-    pub locks: Vec<String>,
+    /// Locks to compare, any of [`LockKind`]: "spin", "std", "parking_lot".
+    pub locks: Vec<LockKind>,
     /// How long each sample runs, in milliseconds: 5..=2000.
     pub duration_ms: u64,
     /// Samples per lock and thread count: 1..=51.
@@ -94,7 +94,7 @@ impl Default for LockContention {
     fn default() -> Self {
         LockContention {
             threads: default_threads(cores()),
-            locks: LOCKS.iter().map(|s| s.to_string()).collect(),
+            locks: LockKind::ALL.to_vec(),
             duration_ms: 40,
             samples: 5,
             work_inside: 0,
@@ -103,15 +103,22 @@ impl Default for LockContention {
     }
 }
 
-/// The locks [`lock_contention`] knows, in drawing order.
-pub const LOCKS: [&str; 3] = ["spin", "std", "parking_lot"];
+crate::choices! {
+    /// The locks [`lock_contention`] knows, in drawing order.
+    pub enum LockKind {
+        /// The hand-built `conclab::primitives::SpinLock`.
+        Spin = "spin",
+        /// `std::sync::Mutex`.
+        Std = "std",
+        /// `parking_lot::Mutex`.
+        ParkingLot = "parking_lot",
+    }
+}
 
 impl LockContention {
     pub fn validate(&self) -> Result<(), ParamError> {
         check_list("threads", &self.threads, 16, 1..=256)?;
-        if self.locks.is_empty() || self.locks.iter().any(|l| !LOCKS.contains(&l.as_str())) {
-            return Err(ParamError::new("locks", "a non-empty list of: spin, std, parking_lot", &self.locks));
-        }
+        check_choices("locks", &self.locks)?;
         check_range("duration_ms", self.duration_ms, 5..=2000)?;
         check_range("samples", self.samples, 1..=51)?;
         check_range("work_inside", self.work_inside, 0..=100_000)?;
@@ -122,7 +129,7 @@ impl LockContention {
 /// One lock at one thread count.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ContentionRow {
-    pub lock: String,
+    pub lock: LockKind,
     pub threads: usize,
     /// Lock + increment + unlock, millions per second, all threads together.
     pub mops: Stats,
@@ -153,17 +160,17 @@ pub fn lock_contention(p: &LockContention) -> Result<LockContentionReport, LabEr
     let d = Duration::from_millis(p.duration_ms);
     let (inside, outside) = (p.work_inside, p.work_outside);
     let mut rows = Vec::new();
-    for lock in LOCKS.iter().filter(|l| p.locks.iter().any(|x| x == *l)) {
+    for lock in LockKind::ALL.iter().copied().filter(|l| p.locks.contains(l)) {
         for &t in &p.threads {
             let mut mops = Vec::new();
             let mut fair = Vec::new();
             let (mut vol, mut invol, mut secs) = (0u64, 0u64, 0.0);
             let mut exact = true;
             for _ in 0..p.samples {
-                let (run, total) = match *lock {
-                    "spin" => hammer(SpinLock::new(0u64), t, d, inside, outside),
-                    "std" => hammer(std::sync::Mutex::new(0u64), t, d, inside, outside),
-                    _ => hammer(parking_lot::Mutex::new(0u64), t, d, inside, outside),
+                let (run, total) = match lock {
+                    LockKind::Spin => hammer(SpinLock::new(0u64), t, d, inside, outside),
+                    LockKind::Std => hammer(std::sync::Mutex::new(0u64), t, d, inside, outside),
+                    LockKind::ParkingLot => hammer(parking_lot::Mutex::new(0u64), t, d, inside, outside),
                 };
                 let run = run.map_err(threads_error(t))?;
                 exact &= run.ops.iter().sum::<u64>() == total;
@@ -175,7 +182,7 @@ pub fn lock_contention(p: &LockContention) -> Result<LockContentionReport, LabEr
             }
             let secs = secs.max(1e-9);
             rows.push(ContentionRow {
-                lock: lock.to_string(),
+                lock,
                 threads: t,
                 mops: stats(&mops),
                 fairness: stats(&fair).median,
@@ -189,17 +196,17 @@ pub fn lock_contention(p: &LockContention) -> Result<LockContentionReport, LabEr
 }
 
 /// How a lock is named in figures and tables.
-pub fn lock_label(lock: &str) -> &'static str {
+pub fn lock_label(lock: LockKind) -> &'static str {
     match lock {
-        "spin" => "SpinLock (hand-built)",
-        "std" => "std::sync::Mutex",
-        _ => "parking_lot::Mutex",
+        LockKind::Spin => "SpinLock (hand-built)",
+        LockKind::Std => "std::sync::Mutex",
+        LockKind::ParkingLot => "parking_lot::Mutex",
     }
 }
 
 impl LockContentionReport {
     /// Median Mops/s of `lock` at `threads`.
-    pub fn median(&self, lock: &str, threads: usize) -> Option<f64> {
+    pub fn median(&self, lock: LockKind, threads: usize) -> Option<f64> {
         self.rows.iter().find(|r| r.lock == lock && r.threads == threads).map(|r| r.mops.median)
     }
 }
@@ -212,7 +219,7 @@ impl Report for LockContentionReport {
             "lock+increment+unlock, Mops/s (median, p25–p75)",
         )
         .log_y();
-        for lock in LOCKS {
+        for &lock in LockKind::ALL {
             let pts: Vec<Point> = self
                 .rows
                 .iter()
@@ -242,7 +249,7 @@ impl Report for LockContentionReport {
         );
         for r in &self.rows {
             t.row(vec![
-                lock_label(&r.lock).into(),
+                lock_label(r.lock).into(),
                 r.threads.to_string(),
                 fmt_num(r.mops.median),
                 format!("{}–{}", fmt_num(r.mops.p25), fmt_num(r.mops.p75)),
@@ -269,7 +276,7 @@ mod tests {
         for p in [
             LockContention { threads: vec![0], ..Default::default() },
             LockContention { threads: vec![], ..Default::default() },
-            LockContention { locks: vec!["futex".into()], ..Default::default() },
+            LockContention { locks: vec![LockKind::Std, LockKind::Std], ..Default::default() },
             LockContention { duration_ms: 0, ..Default::default() },
             LockContention { samples: 0, ..Default::default() },
             LockContention { work_inside: 1 << 40, ..Default::default() },
@@ -278,6 +285,13 @@ mod tests {
         }
         let e = lock_contention(&LockContention { threads: vec![999], ..Default::default() }).unwrap_err();
         assert_eq!(e.to_string(), "threads must be a list with every value in 1..=256, got [999]");
+    }
+
+    #[test]
+    fn unknown_lock_names_the_choices() {
+        let e = crate::lab::params_from_pairs::<LockContention>("lock-contention", &[("locks".into(), "futex".into())])
+            .unwrap_err();
+        assert!(e.to_string().contains("spin, std, parking_lot"), "{e}");
     }
 
     #[test]
@@ -291,7 +305,7 @@ mod tests {
             assert!(row.mops.median > 0.0);
             assert!((0.0..=1.0).contains(&row.fairness));
         }
-        assert!(r.median("std", 3).is_some());
+        assert!(r.median(LockKind::Std, 3).is_some());
         assert!(r.figure().to_svg().contains("<svg"));
         assert_eq!(r.table().rows.len(), 6);
     }

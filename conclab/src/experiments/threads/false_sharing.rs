@@ -4,7 +4,8 @@
 use super::common::{batched, run_for, stats, threads_error};
 use crate::lab::machine::default_threads;
 use crate::lab::{
-    Figure, LabError, ParamError, Point, Report, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
+    Figure, LabError, ParamError, Point, Report, Series, Stats, Style, Table, check_choices, check_list, check_range,
+    cores, fmt_num,
 };
 use crossbeam::utils::CachePadded;
 use serde::{Deserialize, Serialize};
@@ -17,10 +18,8 @@ use std::time::Duration;
 pub struct FalseSharing {
     /// Thread counts, each 1..=256, at most 16 of them.
     pub threads: Vec<usize>,
-    /// Memory layouts, any of: "shared" (one counter for all), "adjacent"
-    /// (one counter per thread, next to each other), "padded" (one per thread, each in a
-    /// `crossbeam::utils::CachePadded`).
-    pub layouts: Vec<String>,
+    /// Memory layouts, any of [`CounterLayout`]: "shared", "adjacent", "padded".
+    pub layouts: Vec<CounterLayout>,
     /// How long each sample runs, in milliseconds: 5..=2000.
     pub duration_ms: u64,
     /// Samples per layout and thread count: 1..=51.
@@ -31,22 +30,29 @@ impl Default for FalseSharing {
     fn default() -> Self {
         FalseSharing {
             threads: default_threads(cores()),
-            layouts: LAYOUTS.iter().map(|s| s.to_string()).collect(),
+            layouts: CounterLayout::ALL.to_vec(),
             duration_ms: 40,
             samples: 5,
         }
     }
 }
 
-/// The layouts [`false_sharing`] knows.
-pub const LAYOUTS: [&str; 3] = ["shared", "adjacent", "padded"];
+crate::choices! {
+    /// The layouts [`false_sharing`] knows.
+    pub enum CounterLayout {
+        /// One counter for all threads.
+        Shared = "shared",
+        /// One counter per thread, packed next to each other (eight per cache line).
+        Adjacent = "adjacent",
+        /// One counter per thread, each in a `crossbeam::utils::CachePadded`.
+        Padded = "padded",
+    }
+}
 
 impl FalseSharing {
     pub fn validate(&self) -> Result<(), ParamError> {
         check_list("threads", &self.threads, 16, 1..=256)?;
-        if self.layouts.is_empty() || self.layouts.iter().any(|l| !LAYOUTS.contains(&l.as_str())) {
-            return Err(ParamError::new("layouts", "a non-empty list of: shared, adjacent, padded", &self.layouts));
-        }
+        check_choices("layouts", &self.layouts)?;
         check_range("duration_ms", self.duration_ms, 5..=2000)?;
         check_range("samples", self.samples, 1..=51)
     }
@@ -55,7 +61,7 @@ impl FalseSharing {
 /// One layout at one thread count.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FalseSharingRow {
-    pub layout: String,
+    pub layout: CounterLayout,
     pub threads: usize,
     /// Increments per second, millions, all threads together.
     pub mops: Stats,
@@ -79,12 +85,12 @@ pub fn false_sharing(p: &FalseSharing) -> Result<FalseSharingReport, LabError> {
     p.validate()?;
     let d = Duration::from_millis(p.duration_ms);
     let mut rows = Vec::new();
-    for layout in LAYOUTS.iter().filter(|l| p.layouts.iter().any(|x| x == *l)) {
+    for layout in CounterLayout::ALL.iter().copied().filter(|l| p.layouts.contains(l)) {
         for &t in &p.threads {
             let mut mops = Vec::new();
             for _ in 0..p.samples {
-                let run = match *layout {
-                    "shared" => {
+                let run = match layout {
+                    CounterLayout::Shared => {
                         let c = AtomicU64::new(0);
                         run_for(t, d, |_, stop| {
                             batched(stop, || {
@@ -92,7 +98,7 @@ pub fn false_sharing(p: &FalseSharing) -> Result<FalseSharingReport, LabError> {
                             })
                         })
                     }
-                    "adjacent" => {
+                    CounterLayout::Adjacent => {
                         let cs: Vec<AtomicU64> = (0..t).map(|_| AtomicU64::new(0)).collect();
                         run_for(t, d, |i, stop| {
                             let c = &cs[i];
@@ -101,7 +107,7 @@ pub fn false_sharing(p: &FalseSharing) -> Result<FalseSharingReport, LabError> {
                             })
                         })
                     }
-                    _ => {
+                    CounterLayout::Padded => {
                         let cs: Vec<CachePadded<AtomicU64>> =
                             (0..t).map(|_| CachePadded::new(AtomicU64::new(0))).collect();
                         run_for(t, d, |i, stop| {
@@ -115,38 +121,38 @@ pub fn false_sharing(p: &FalseSharing) -> Result<FalseSharingReport, LabError> {
                 .map_err(threads_error(t))?;
                 mops.push(run.mops());
             }
-            let stride_bytes = match *layout {
-                "shared" => 0,
-                "adjacent" => std::mem::size_of::<AtomicU64>(),
-                _ => std::mem::size_of::<CachePadded<AtomicU64>>(),
+            let stride_bytes = match layout {
+                CounterLayout::Shared => 0,
+                CounterLayout::Adjacent => std::mem::size_of::<AtomicU64>(),
+                CounterLayout::Padded => std::mem::size_of::<CachePadded<AtomicU64>>(),
             };
-            rows.push(FalseSharingRow { layout: layout.to_string(), threads: t, mops: stats(&mops), stride_bytes });
+            rows.push(FalseSharingRow { layout, threads: t, mops: stats(&mops), stride_bytes });
         }
     }
     Ok(FalseSharingReport { params: p.clone(), cores: cores(), rows })
 }
 
 /// How a layout is named in figures and tables.
-pub fn layout_label(layout: &str) -> &'static str {
+pub fn layout_label(layout: CounterLayout) -> &'static str {
     match layout {
-        "shared" => "one shared counter",
-        "adjacent" => "own counters, adjacent (8 B apart)",
-        _ => "own counters, CachePadded",
+        CounterLayout::Shared => "one shared counter",
+        CounterLayout::Adjacent => "own counters, adjacent (8 B apart)",
+        CounterLayout::Padded => "own counters, CachePadded",
     }
 }
 
 /// The legend's shorter names (a narrow legend leaves the lines visible).
-fn short_label(layout: &str) -> &'static str {
+fn short_label(layout: CounterLayout) -> &'static str {
     match layout {
-        "shared" => "one shared",
-        "adjacent" => "own, adjacent",
-        _ => "own, CachePadded",
+        CounterLayout::Shared => "one shared",
+        CounterLayout::Adjacent => "own, adjacent",
+        CounterLayout::Padded => "own, CachePadded",
     }
 }
 
 impl FalseSharingReport {
     /// Median Mops/s of `layout` at `threads`.
-    pub fn median(&self, layout: &str, threads: usize) -> Option<f64> {
+    pub fn median(&self, layout: CounterLayout, threads: usize) -> Option<f64> {
         self.rows.iter().find(|r| r.layout == layout && r.threads == threads).map(|r| r.mops.median)
     }
 }
@@ -159,7 +165,7 @@ impl Report for FalseSharingReport {
             "counter increments, Mops/s, all threads (median, p25–p75)",
         )
         .size(760, 500);
-        for layout in LAYOUTS {
+        for &layout in CounterLayout::ALL {
             let pts: Vec<Point> = self
                 .rows
                 .iter()
@@ -180,7 +186,7 @@ impl Report for FalseSharingReport {
         );
         for r in &self.rows {
             t.row(vec![
-                layout_label(&r.layout).into(),
+                layout_label(r.layout).into(),
                 r.threads.to_string(),
                 fmt_num(r.mops.median),
                 format!("{}–{}", fmt_num(r.mops.p25), fmt_num(r.mops.p75)),
@@ -204,7 +210,7 @@ mod tests {
     fn refuses_bad_parameters() {
         for p in [
             FalseSharing { threads: vec![0, 2], ..Default::default() },
-            FalseSharing { layouts: vec!["striped".into()], ..Default::default() },
+            FalseSharing { layouts: vec![CounterLayout::Padded, CounterLayout::Padded], ..Default::default() },
             FalseSharing { layouts: vec![], ..Default::default() },
             FalseSharing { duration_ms: 1, ..Default::default() },
             FalseSharing { samples: 100, ..Default::default() },
@@ -214,13 +220,20 @@ mod tests {
     }
 
     #[test]
+    fn unknown_layout_names_the_choices() {
+        let e = crate::lab::params_from_pairs::<FalseSharing>("false-sharing", &[("layouts".into(), "striped".into())])
+            .unwrap_err();
+        assert!(e.to_string().contains("shared, adjacent, padded"), "{e}");
+    }
+
+    #[test]
     fn measures_every_layout() {
         let r = false_sharing(&FalseSharing { threads: vec![1, 2], duration_ms: 5, samples: 2, ..Default::default() })
             .unwrap();
         assert_eq!(r.rows.len(), 6);
         assert!(r.rows.iter().all(|x| x.mops.median > 0.0));
         assert!(r.rows.iter().any(|x| x.stride_bytes >= 64), "CachePadded puts counters a line apart");
-        assert!(r.median("padded", 2).is_some());
+        assert!(r.median(CounterLayout::Padded, 2).is_some());
         assert!(r.figure().to_svg().contains("<svg"));
     }
 }

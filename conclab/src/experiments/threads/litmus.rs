@@ -2,7 +2,7 @@
 //! hardware and compiler really produce under each memory ordering.
 
 use super::common::{Rng, Stalled, spin_until, stats};
-use crate::lab::{Figure, LabError, ParamError, Report, RunError, Stats, Table, check_range, fmt_num};
+use crate::lab::{Figure, LabError, ParamError, Report, RunError, Stats, Table, check_choices, check_range, fmt_num};
 use crossbeam::utils::CachePadded;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
@@ -16,9 +16,8 @@ pub struct Litmus {
     pub trials: usize,
     /// Runs per ordering (the figure shows the median and quartiles over runs): 1..=51.
     pub runs: usize,
-    /// Orderings to test, any of: "relaxed", "acq_rel" (Release stores, Acquire loads),
-    /// "seq_cst", "fence" (Relaxed accesses around a `fence(SeqCst)`).
-    pub orderings: Vec<String>,
+    /// Orderings to test, any of [`LitmusOrdering`]: "relaxed", "acq_rel", "seq_cst", "fence".
+    pub orderings: Vec<LitmusOrdering>,
     /// Random delay before thread A's two operations, up to this many loop iterations
     /// (a fraction of a nanosecond each; B waits up to an eighth of it): 0..=100_000.
     /// A opens each round and B only sees it a cache-line hand-off later, so without a
@@ -33,15 +32,27 @@ impl Default for Litmus {
         Litmus {
             trials: 200_000,
             runs: 5,
-            orderings: KINDS.iter().map(|s| s.to_string()).collect(),
+            orderings: LitmusOrdering::ALL.to_vec(),
             jitter: 2000,
             message_passing: true,
         }
     }
 }
 
-/// The orderings [`litmus`] knows.
-pub const KINDS: [&str; 4] = ["relaxed", "acq_rel", "seq_cst", "fence"];
+crate::choices! {
+    /// The orderings [`litmus`] knows.
+    pub enum LitmusOrdering {
+        /// `Relaxed` stores and loads.
+        Relaxed = "relaxed",
+        /// `Release` stores, `Acquire` loads.
+        AcqRel = "acq_rel",
+        /// `SeqCst` stores and loads.
+        SeqCst = "seq_cst",
+        /// `Relaxed` accesses with a fence between them (`fence(SeqCst)` in store buffering,
+        /// `Release`/`Acquire` fences in message passing).
+        Fence = "fence",
+    }
+}
 
 /// Outcome names of the store-buffering test: what thread A read of `y`, and B of `x`.
 pub const OUTCOMES: [&str; 4] = ["a=0, b=0", "a=0, b=1", "a=1, b=0", "a=1, b=1"];
@@ -50,31 +61,25 @@ impl Litmus {
     pub fn validate(&self) -> Result<(), ParamError> {
         check_range("trials", self.trials, 1_000..=10_000_000)?;
         check_range("runs", self.runs, 1..=51)?;
-        if self.orderings.is_empty() || self.orderings.iter().any(|o| !KINDS.contains(&o.as_str())) {
-            return Err(ParamError::new(
-                "orderings",
-                "a non-empty list of: relaxed, acq_rel, seq_cst, fence",
-                &self.orderings,
-            ));
-        }
+        check_choices("orderings", &self.orderings)?;
         check_range("jitter", self.jitter, 0..=100_000)
     }
 }
 
 /// How an ordering is named in figures and tables.
-pub fn kind_label(kind: &str) -> &'static str {
+pub fn kind_label(kind: LitmusOrdering) -> &'static str {
     match kind {
-        "relaxed" => "Relaxed",
-        "acq_rel" => "Release / Acquire",
-        "seq_cst" => "SeqCst",
-        _ => "Relaxed + fence(SeqCst)",
+        LitmusOrdering::Relaxed => "Relaxed",
+        LitmusOrdering::AcqRel => "Release / Acquire",
+        LitmusOrdering::SeqCst => "SeqCst",
+        LitmusOrdering::Fence => "Relaxed + fence(SeqCst)",
     }
 }
 
 /// Store-buffering results of one ordering.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SbRow {
-    pub ordering: String,
+    pub ordering: LitmusOrdering,
     /// Counts of each outcome (in [`OUTCOMES`] order), one array per run.
     pub counts: Vec<[u64; 4]>,
     /// Each outcome's count per run, summarised over runs.
@@ -91,7 +96,7 @@ impl SbRow {
 /// Message-passing results of one ordering.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MpRow {
-    pub ordering: String,
+    pub ordering: LitmusOrdering,
     /// Times the reader saw a new flag value, over all runs.
     pub observations: u64,
     /// Of those, times the data it read next was older than the flag promised.
@@ -132,14 +137,14 @@ pub fn litmus(p: &Litmus) -> Result<LitmusReport, LabError> {
     };
     let mut sb = Vec::new();
     let mut mp = Vec::new();
-    for kind in KINDS.iter().filter(|k| p.orderings.iter().any(|x| x == *k)) {
+    for kind in LitmusOrdering::ALL.iter().copied().filter(|k| p.orderings.contains(k)) {
         let mut counts = Vec::new();
         for run in 0..p.runs {
             counts
                 .push(store_buffering(kind, p.trials, p.jitter, run as u64, Instant::now() + limit).map_err(stalled)?);
         }
         let outcome_stats = (0..4).map(|o| stats(&counts.iter().map(|c| c[o] as f64).collect::<Vec<_>>())).collect();
-        sb.push(SbRow { ordering: kind.to_string(), counts, outcome_stats });
+        sb.push(SbRow { ordering: kind, counts, outcome_stats });
         if p.message_passing {
             let (mut observations, mut stale) = (0, 0);
             for _ in 0..p.runs {
@@ -147,7 +152,7 @@ pub fn litmus(p: &Litmus) -> Result<LitmusReport, LabError> {
                 observations += o;
                 stale += s;
             }
-            mp.push(MpRow { ordering: kind.to_string(), observations, stale });
+            mp.push(MpRow { ordering: kind, observations, stale });
         }
     }
     Ok(LitmusReport { params: p.clone(), sb, mp, arch: std::env::consts::ARCH.to_string() })
@@ -155,21 +160,21 @@ pub fn litmus(p: &Litmus) -> Result<LitmusReport, LabError> {
 
 /// A thread's half of the store-buffering test: store 1 to `mine`, then read `other`.
 #[inline(always)]
-fn store_then_load(kind: &str, mine: &AtomicU32, other: &AtomicU32) -> u32 {
+fn store_then_load(kind: LitmusOrdering, mine: &AtomicU32, other: &AtomicU32) -> u32 {
     match kind {
-        "relaxed" => {
+        LitmusOrdering::Relaxed => {
             mine.store(1, Ordering::Relaxed);
             other.load(Ordering::Relaxed)
         }
-        "acq_rel" => {
+        LitmusOrdering::AcqRel => {
             mine.store(1, Ordering::Release);
             other.load(Ordering::Acquire)
         }
-        "seq_cst" => {
+        LitmusOrdering::SeqCst => {
             mine.store(1, Ordering::SeqCst);
             other.load(Ordering::SeqCst)
         }
-        _ => {
+        LitmusOrdering::Fence => {
             mine.store(1, Ordering::Relaxed);
             fence(Ordering::SeqCst);
             other.load(Ordering::Relaxed)
@@ -187,7 +192,13 @@ fn delay(rng: &mut Rng, jitter: u32) {
 }
 
 /// `trials` store-buffering trials; counts per outcome, or `Err` past `deadline`.
-fn store_buffering(kind: &str, trials: usize, jitter: u32, seed: u64, deadline: Instant) -> Result<[u64; 4], Stalled> {
+fn store_buffering(
+    kind: LitmusOrdering,
+    trials: usize,
+    jitter: u32,
+    seed: u64,
+    deadline: Instant,
+) -> Result<[u64; 4], Stalled> {
     let x = CachePadded::new(AtomicU32::new(0));
     let y = CachePadded::new(AtomicU32::new(0));
     let round = CachePadded::new(AtomicU64::new(0));
@@ -233,7 +244,7 @@ fn store_buffering(kind: &str, trials: usize, jitter: u32, seed: u64, deadline: 
 
 /// The writer publishes 1..=trials (data, then flag); the reader checks the data each
 /// time it sees a new flag value. Returns (observations, stale reads).
-fn message_passing(kind: &str, trials: usize, deadline: Instant) -> Result<(u64, u64), Stalled> {
+fn message_passing(kind: LitmusOrdering, trials: usize, deadline: Instant) -> Result<(u64, u64), Stalled> {
     let data = CachePadded::new(AtomicU64::new(0));
     let flag = CachePadded::new(AtomicU64::new(0));
     let (data, flag) = (&*data, &*flag);
@@ -243,10 +254,10 @@ fn message_passing(kind: &str, trials: usize, deadline: Instant) -> Result<(u64,
             for r in 1..=n {
                 data.store(r, Ordering::Relaxed);
                 match kind {
-                    "relaxed" => flag.store(r, Ordering::Relaxed),
-                    "acq_rel" => flag.store(r, Ordering::Release),
-                    "seq_cst" => flag.store(r, Ordering::SeqCst),
-                    _ => {
+                    LitmusOrdering::Relaxed => flag.store(r, Ordering::Relaxed),
+                    LitmusOrdering::AcqRel => flag.store(r, Ordering::Release),
+                    LitmusOrdering::SeqCst => flag.store(r, Ordering::SeqCst),
+                    LitmusOrdering::Fence => {
                         fence(Ordering::Release);
                         flag.store(r, Ordering::Relaxed);
                     }
@@ -258,10 +269,10 @@ fn message_passing(kind: &str, trials: usize, deadline: Instant) -> Result<(u64,
             let mut spins = 0u32;
             while last < n {
                 let f = match kind {
-                    "relaxed" => flag.load(Ordering::Relaxed),
-                    "acq_rel" => flag.load(Ordering::Acquire),
-                    "seq_cst" => flag.load(Ordering::SeqCst),
-                    _ => {
+                    LitmusOrdering::Relaxed => flag.load(Ordering::Relaxed),
+                    LitmusOrdering::AcqRel => flag.load(Ordering::Acquire),
+                    LitmusOrdering::SeqCst => flag.load(Ordering::SeqCst),
+                    LitmusOrdering::Fence => {
                         let f = flag.load(Ordering::Relaxed);
                         fence(Ordering::Acquire);
                         f
@@ -286,7 +297,7 @@ fn message_passing(kind: &str, trials: usize, deadline: Instant) -> Result<(u64,
 
 impl LitmusReport {
     /// Median count of (a=0, b=0) per run for `ordering`.
-    pub fn reordered_median(&self, ordering: &str) -> Option<f64> {
+    pub fn reordered_median(&self, ordering: LitmusOrdering) -> Option<f64> {
         self.sb.iter().find(|r| r.ordering == ordering).map(|r| r.outcome_stats[0].median)
     }
 }
@@ -305,14 +316,14 @@ impl Report for LitmusReport {
             let group = if o == 0 { format!("{name} (reordered)") } else { name.to_string() };
             for r in &self.sb {
                 let s = &r.outcome_stats[o];
-                f = f.bar(&group, kind_label(&r.ordering), s.median, Some((s.p25, s.p75)));
+                f = f.bar(&group, kind_label(r.ordering), s.median, Some((s.p25, s.p75)));
             }
         }
         if self.sb.iter().any(|r| r.reordered() == 0) {
             let caption = format!("no bar: never observed · log scale · {}", f.caption);
             f = f.caption(caption);
         }
-        let never: Vec<&str> = self.sb.iter().filter(|r| r.reordered() == 0).map(|r| kind_label(&r.ordering)).collect();
+        let never: Vec<&str> = self.sb.iter().filter(|r| r.reordered() == 0).map(|r| kind_label(r.ordering)).collect();
         if !never.is_empty() {
             f = f.note(format!("a=0, b=0 never happened with: {}", never.join(", ")));
         }
@@ -341,7 +352,7 @@ impl Report for LitmusReport {
                 .find(|m| m.ordering == r.ordering)
                 .map_or("–".into(), |m| format!("{} / {}", m.stale, m.observations));
             t.row(vec![
-                kind_label(&r.ordering).into(),
+                kind_label(r.ordering).into(),
                 sum(0),
                 sum(1),
                 sum(2),
@@ -368,11 +379,18 @@ mod tests {
         for p in [
             Litmus { trials: 10, ..Default::default() },
             Litmus { runs: 0, ..Default::default() },
-            Litmus { orderings: vec!["consume".into()], ..Default::default() },
+            Litmus { orderings: vec![], ..Default::default() },
             Litmus { jitter: 1 << 30, ..Default::default() },
         ] {
             assert!(litmus(&p).is_err(), "{p:?}");
         }
+    }
+
+    #[test]
+    fn unknown_ordering_names_the_choices() {
+        let e =
+            crate::lab::params_from_pairs::<Litmus>("litmus", &[("orderings".into(), "consume".into())]).unwrap_err();
+        assert!(e.to_string().contains("relaxed, acq_rel, seq_cst, fence"), "{e}");
     }
 
     #[test]
@@ -385,12 +403,12 @@ mod tests {
                 assert_eq!(c.iter().sum::<u64>(), 3_000);
             }
         }
-        for k in ["seq_cst", "fence"] {
+        for k in [LitmusOrdering::SeqCst, LitmusOrdering::Fence] {
             assert_eq!(r.sb.iter().find(|x| x.ordering == k).unwrap().reordered(), 0, "{k}");
         }
         for m in &r.mp {
             assert!(m.observations > 0);
-            if m.ordering != "relaxed" {
+            if m.ordering != LitmusOrdering::Relaxed {
                 assert_eq!(m.stale, 0, "{m:?}");
             }
         }

@@ -14,18 +14,18 @@ pub mod pool;
 pub mod queues;
 pub mod strategies;
 
-pub use capture::{CaptureCost, CaptureCostReport, capture_cost};
-pub use contention::{LockContention, LockContentionReport, lock_contention};
+pub use capture::{CaptureCost, CaptureCostReport, CaptureMode, capture_cost};
+pub use contention::{LockContention, LockContentionReport, LockKind, lock_contention};
 pub use deadlock::{Deadlock, DeadlockReport, deadlock};
-pub use false_sharing::{FalseSharing, FalseSharingReport, false_sharing};
+pub use false_sharing::{CounterLayout, FalseSharing, FalseSharingReport, false_sharing};
 pub use lifecycle::{Lifecycle, LifecycleReport, lifecycle};
-pub use litmus::{Litmus, LitmusReport, litmus};
-pub use orderings::{Orderings, OrderingsReport, orderings};
-pub use oversubscription::{Oversubscription, OversubscriptionReport, oversubscription};
-pub use philosophers::{Philosophers, PhilosophersReport, philosophers};
-pub use pool::{PoolVsSpawn, PoolVsSpawnReport, pool_vs_spawn};
-pub use queues::{Queues, QueuesReport, queues};
-pub use strategies::{LockStrategies, LockStrategiesReport, lock_strategies};
+pub use litmus::{Litmus, LitmusOrdering, LitmusReport, litmus};
+pub use orderings::{MemoryOrdering, Orderings, OrderingsReport, orderings};
+pub use oversubscription::{Oversubscription, OversubscriptionReport, Workload, oversubscription};
+pub use philosophers::{ForkOrder, Philosophers, PhilosophersReport, philosophers};
+pub use pool::{PoolMethod, PoolVsSpawn, PoolVsSpawnReport, pool_vs_spawn};
+pub use queues::{QueueKind, Queues, QueuesReport, queues};
+pub use strategies::{LockStrategies, LockStrategiesReport, LockStrategy, lock_strategies};
 
 use crate::lab::Experiment;
 

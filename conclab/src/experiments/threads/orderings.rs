@@ -4,7 +4,8 @@
 use super::common::{batched, run_for, stats, threads_error};
 use crate::lab::machine::default_threads;
 use crate::lab::{
-    Figure, LabError, ParamError, Point, Report, Series, Stats, Style, Table, check_list, check_range, cores, fmt_num,
+    Figure, LabError, ParamError, Point, Report, Series, Stats, Style, Table, check_choices, check_list, check_range,
+    cores, fmt_num,
 };
 use crossbeam::utils::CachePadded;
 use serde::{Deserialize, Serialize};
@@ -17,9 +18,8 @@ use std::time::Duration;
 pub struct Orderings {
     /// Thread counts, each 1..=256, at most 16 of them.
     pub threads: Vec<usize>,
-    /// Orderings, any of: "relaxed", "release" (`Release` stores, `AcqRel` read-modify-writes),
-    /// "seq_cst".
-    pub orderings: Vec<String>,
+    /// Orderings, any of [`MemoryOrdering`]: "relaxed", "release", "seq_cst".
+    pub orderings: Vec<MemoryOrdering>,
     /// How long each sample runs, in milliseconds: 5..=2000.
     pub duration_ms: u64,
     /// Samples per point: 1..=51.
@@ -30,39 +30,42 @@ impl Default for Orderings {
     fn default() -> Self {
         Orderings {
             threads: default_threads(cores()),
-            orderings: ORDERINGS.iter().map(|s| s.to_string()).collect(),
+            orderings: MemoryOrdering::ALL.to_vec(),
             duration_ms: 25,
             samples: 3,
         }
     }
 }
 
-/// The orderings [`orderings`] knows.
-pub const ORDERINGS: [&str; 3] = ["relaxed", "release", "seq_cst"];
+crate::choices! {
+    /// The orderings [`orderings`] knows.
+    pub enum MemoryOrdering {
+        /// `Relaxed` read-modify-writes and stores.
+        Relaxed = "relaxed",
+        /// `AcqRel` read-modify-writes, `Release` stores.
+        Release = "release",
+        /// `SeqCst` read-modify-writes and stores.
+        SeqCst = "seq_cst",
+    }
+}
 /// The two operations measured.
 pub const OPS: [&str; 2] = ["shared fetch_add", "own store"];
 
 impl Orderings {
     pub fn validate(&self) -> Result<(), ParamError> {
         check_list("threads", &self.threads, 16, 1..=256)?;
-        if self.orderings.is_empty() || self.orderings.iter().any(|o| !ORDERINGS.contains(&o.as_str())) {
-            return Err(ParamError::new(
-                "orderings",
-                "a non-empty list of: relaxed, release, seq_cst",
-                &self.orderings,
-            ));
-        }
+        check_choices("orderings", &self.orderings)?;
         check_range("duration_ms", self.duration_ms, 5..=2000)?;
         check_range("samples", self.samples, 1..=51)
     }
 }
 
-/// The ordering used for a read-modify-write and for a store, for a name of [`ORDERINGS`].
-fn rmw_and_store(name: &str) -> (Ordering, Ordering) {
-    match name {
-        "relaxed" => (Ordering::Relaxed, Ordering::Relaxed),
-        "release" => (Ordering::AcqRel, Ordering::Release),
-        _ => (Ordering::SeqCst, Ordering::SeqCst),
+/// The ordering used for a read-modify-write and for a store.
+fn rmw_and_store(o: MemoryOrdering) -> (Ordering, Ordering) {
+    match o {
+        MemoryOrdering::Relaxed => (Ordering::Relaxed, Ordering::Relaxed),
+        MemoryOrdering::Release => (Ordering::AcqRel, Ordering::Release),
+        MemoryOrdering::SeqCst => (Ordering::SeqCst, Ordering::SeqCst),
     }
 }
 
@@ -102,7 +105,7 @@ fn own_store<const K: u8>(t: usize, d: Duration) -> Result<super::common::Run, S
 }
 
 /// How an operation with an ordering is named in figures, e.g. `fetch_add(AcqRel)`.
-pub fn op_label(op: &str, ordering: &str) -> String {
+pub fn op_label(op: &str, ordering: MemoryOrdering) -> String {
     let (rmw, store) = rmw_and_store(ordering);
     if op == OPS[0] { format!("fetch_add({rmw:?})") } else { format!("store({store:?})") }
 }
@@ -111,7 +114,7 @@ pub fn op_label(op: &str, ordering: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OrderingRow {
     pub op: String,
-    pub ordering: String,
+    pub ordering: MemoryOrdering,
     pub threads: usize,
     /// Operations per second, millions, all threads together.
     pub mops: Stats,
@@ -135,22 +138,22 @@ pub fn orderings(p: &Orderings) -> Result<OrderingsReport, LabError> {
     let d = Duration::from_millis(p.duration_ms);
     let mut rows = Vec::new();
     for op in OPS {
-        for name in ORDERINGS.iter().filter(|o| p.orderings.iter().any(|x| x == *o)) {
+        for ordering in MemoryOrdering::ALL.iter().copied().filter(|o| p.orderings.contains(o)) {
             for &t in &p.threads {
                 let mut mops = Vec::new();
                 for _ in 0..p.samples {
-                    let run = match (op == OPS[0], *name) {
-                        (true, "relaxed") => shared_fetch_add::<RELAXED>(t, d),
-                        (true, "release") => shared_fetch_add::<RELEASE>(t, d),
-                        (true, _) => shared_fetch_add::<SEQ_CST>(t, d),
-                        (false, "relaxed") => own_store::<RELAXED>(t, d),
-                        (false, "release") => own_store::<RELEASE>(t, d),
-                        (false, _) => own_store::<SEQ_CST>(t, d),
+                    let run = match (op == OPS[0], ordering) {
+                        (true, MemoryOrdering::Relaxed) => shared_fetch_add::<RELAXED>(t, d),
+                        (true, MemoryOrdering::Release) => shared_fetch_add::<RELEASE>(t, d),
+                        (true, MemoryOrdering::SeqCst) => shared_fetch_add::<SEQ_CST>(t, d),
+                        (false, MemoryOrdering::Relaxed) => own_store::<RELAXED>(t, d),
+                        (false, MemoryOrdering::Release) => own_store::<RELEASE>(t, d),
+                        (false, MemoryOrdering::SeqCst) => own_store::<SEQ_CST>(t, d),
                     }
                     .map_err(threads_error(t))?;
                     mops.push(run.mops());
                 }
-                rows.push(OrderingRow { op: op.into(), ordering: name.to_string(), threads: t, mops: stats(&mops) });
+                rows.push(OrderingRow { op: op.into(), ordering, threads: t, mops: stats(&mops) });
             }
         }
     }
@@ -159,13 +162,13 @@ pub fn orderings(p: &Orderings) -> Result<OrderingsReport, LabError> {
 
 impl OrderingsReport {
     /// Median Mops/s of `op` with `ordering` at `threads`.
-    pub fn median(&self, op: &str, ordering: &str, threads: usize) -> Option<f64> {
+    pub fn median(&self, op: &str, ordering: MemoryOrdering, threads: usize) -> Option<f64> {
         self.rows.iter().find(|r| r.op == op && r.ordering == ordering && r.threads == threads).map(|r| r.mops.median)
     }
 
     fn figure_for(&self, op: &str, title: &str) -> Figure {
         let mut f = Figure::lines(title, "threads", &format!("{op}, Mops/s, all threads (median, p25–p75)"));
-        for name in ORDERINGS {
+        for &name in MemoryOrdering::ALL {
             let pts: Vec<Point> = self
                 .rows
                 .iter()
@@ -195,7 +198,7 @@ impl Report for OrderingsReport {
         let mut t = Table::new("Atomic operations by ordering", &["operation", "threads", "median Mops/s", "p25–p75"]);
         for r in &self.rows {
             t.row(vec![
-                op_label(&r.op, &r.ordering),
+                op_label(&r.op, r.ordering),
                 r.threads.to_string(),
                 fmt_num(r.mops.median),
                 format!("{}–{}", fmt_num(r.mops.p25), fmt_num(r.mops.p75)),
@@ -216,16 +219,19 @@ mod tests {
 
     #[test]
     fn refuses_bad_parameters() {
-        assert!(orderings(&Orderings { orderings: vec!["acquire".into()], ..Default::default() }).is_err());
+        let e = crate::lab::params_from_pairs::<Orderings>("orderings", &[("orderings".into(), "acquire".into())])
+            .unwrap_err();
+        assert!(e.to_string().contains("relaxed, release, seq_cst"), "{e}");
+        assert!(orderings(&Orderings { orderings: vec![], ..Default::default() }).is_err());
         assert!(orderings(&Orderings { threads: vec![], ..Default::default() }).is_err());
         assert!(orderings(&Orderings { duration_ms: 9999, ..Default::default() }).is_err());
     }
 
     #[test]
     fn labels_name_the_real_orderings() {
-        assert_eq!(op_label(OPS[0], "release"), "fetch_add(AcqRel)");
-        assert_eq!(op_label(OPS[1], "release"), "store(Release)");
-        assert_eq!(op_label(OPS[1], "seq_cst"), "store(SeqCst)");
+        assert_eq!(op_label(OPS[0], MemoryOrdering::Release), "fetch_add(AcqRel)");
+        assert_eq!(op_label(OPS[1], MemoryOrdering::Release), "store(Release)");
+        assert_eq!(op_label(OPS[1], MemoryOrdering::SeqCst), "store(SeqCst)");
     }
 
     #[test]
@@ -233,7 +239,7 @@ mod tests {
         let r =
             orderings(&Orderings { threads: vec![1, 2], duration_ms: 5, samples: 1, ..Default::default() }).unwrap();
         assert_eq!(r.rows.len(), 2 * 3 * 2);
-        assert!(r.median(OPS[1], "seq_cst", 2).unwrap() > 0.0);
+        assert!(r.median(OPS[1], MemoryOrdering::SeqCst, 2).unwrap() > 0.0);
         assert_eq!(r.figures().len(), 2);
     }
 }

@@ -5,8 +5,8 @@ use super::common::{TimedBarrier, stats};
 use crate::lab::os::Switches;
 use crate::lab::work::{busy, iters_per_ms};
 use crate::lab::{
-    Figure, LabError, ParamError, Point, Report, RunError, Series, Stats, Style, Table, check_list, check_range, cores,
-    fmt_num,
+    Figure, LabError, ParamError, Point, Report, RunError, Series, Stats, Style, Table, check_choices, check_list,
+    check_range, cores, fmt_num,
 };
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -24,9 +24,8 @@ pub struct Oversubscription {
     pub phases: usize,
     /// Timed samples per point (after one warm-up): 1..=51.
     pub samples: usize,
-    /// Jobs, any of: "independent" (each thread does its share in one go) and
-    /// "lock-step" (the shares are cut into `phases` steps with a barrier between them).
-    pub workloads: Vec<String>,
+    /// Jobs, any of [`Workload`]: "independent" and "lock-step".
+    pub workloads: Vec<Workload>,
 }
 
 impl Default for Oversubscription {
@@ -36,13 +35,20 @@ impl Default for Oversubscription {
             work_ms: 100,
             phases: 100,
             samples: 3,
-            workloads: WORKLOADS.iter().map(|s| s.to_string()).collect(),
+            workloads: Workload::ALL.to_vec(),
         }
     }
 }
 
-/// The jobs [`oversubscription`] knows.
-pub const WORKLOADS: [&str; 2] = ["independent", "lock-step"];
+crate::choices! {
+    /// The jobs [`oversubscription`] knows.
+    pub enum Workload {
+        /// Each thread computes its share in one go and ends.
+        Independent = "independent",
+        /// The shares are cut into `phases` steps with a barrier between them.
+        LockStep = "lock-step",
+    }
+}
 
 impl Oversubscription {
     pub fn validate(&self) -> Result<(), ParamError> {
@@ -53,17 +59,14 @@ impl Oversubscription {
         check_range("work_ms", self.work_ms, 1..=5000)?;
         check_range("phases", self.phases, 1..=10_000)?;
         check_range("samples", self.samples, 1..=51)?;
-        if self.workloads.is_empty() || self.workloads.iter().any(|w| !WORKLOADS.contains(&w.as_str())) {
-            return Err(ParamError::new("workloads", "a non-empty list of: independent, lock-step", &self.workloads));
-        }
-        Ok(())
+        check_choices("workloads", &self.workloads)
     }
 }
 
 /// One job at one thread count.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OversubscriptionRow {
-    pub workload: String,
+    pub workload: Workload,
     pub threads: usize,
     /// Wall time of the job in milliseconds (spawning and joining the threads included).
     pub millis: Stats,
@@ -91,14 +94,16 @@ pub fn oversubscription(p: &Oversubscription) -> Result<OversubscriptionReport, 
     p.validate()?;
     let total = p.work_ms * iters_per_ms();
     let mut rows = Vec::new();
-    for workload in WORKLOADS.iter().filter(|w| p.workloads.iter().any(|x| x == *w)) {
-        let lock_step = *workload == "lock-step";
+    for workload in Workload::ALL.iter().copied().filter(|w| p.workloads.contains(w)) {
+        let phases = match workload {
+            Workload::Independent => 1,
+            Workload::LockStep => p.phases,
+        };
         let mut base = None;
         for &t in &p.threads {
             let (mut ms, mut vol, mut invol) = (Vec::new(), Vec::new(), Vec::new());
             for i in 0..=p.samples {
-                let (d, sw) = job(total, t, if lock_step { p.phases } else { 1 })
-                    .map_err(|e| RunError::new(format!("running {t} threads"), e))?;
+                let (d, sw) = job(total, t, phases).map_err(|e| RunError::new(format!("running {t} threads"), e))?;
                 if i > 0 {
                     ms.push(d.as_secs_f64() * 1e3);
                     vol.push(sw.voluntary as f64);
@@ -110,7 +115,7 @@ pub fn oversubscription(p: &Oversubscription) -> Result<OversubscriptionReport, 
                 base = Some(millis.median);
             }
             rows.push(OversubscriptionRow {
-                workload: workload.to_string(),
+                workload,
                 threads: t,
                 millis,
                 speedup: 0.0,
@@ -119,7 +124,7 @@ pub fn oversubscription(p: &Oversubscription) -> Result<OversubscriptionReport, 
             });
         }
         let base = base.expect("validated: 1 is among the counts");
-        for r in rows.iter_mut().filter(|r| r.workload == *workload) {
+        for r in rows.iter_mut().filter(|r| r.workload == workload) {
             r.speedup = base / r.millis.median;
         }
     }
@@ -162,7 +167,7 @@ fn job(total: u64, t: usize, phases: usize) -> Result<(Duration, Switches), Stri
 
 impl OversubscriptionReport {
     /// Speedup of `workload` at `threads`.
-    pub fn speedup(&self, workload: &str, threads: usize) -> Option<f64> {
+    pub fn speedup(&self, workload: Workload, threads: usize) -> Option<f64> {
         self.rows.iter().find(|r| r.workload == workload && r.threads == threads).map(|r| r.speedup)
     }
 }
@@ -186,7 +191,7 @@ impl Report for OversubscriptionReport {
             Style::Ideal,
             xs.iter().filter(|x| **x <= max_t as f64).map(|x| Point::new(*x, x.min(n))).collect(),
         ));
-        for w in WORKLOADS {
+        for &w in Workload::ALL {
             let pts: Vec<Point> = self
                 .rows
                 .iter()
@@ -205,7 +210,7 @@ impl Report for OversubscriptionReport {
         .log_x()
         .log_y();
         let mut never = Vec::new();
-        for w in WORKLOADS {
+        for &w in Workload::ALL {
             for (kind, pick) in [("voluntary", true), ("involuntary", false)] {
                 let pts: Vec<Point> = self
                     .rows
@@ -237,7 +242,7 @@ impl Report for OversubscriptionReport {
         );
         for r in &self.rows {
             t.row(vec![
-                r.workload.clone(),
+                r.workload.to_string(),
                 r.threads.to_string(),
                 fmt_num(r.millis.median),
                 format!("{}–{}", fmt_num(r.millis.p25), fmt_num(r.millis.p75)),
@@ -255,8 +260,11 @@ impl Report for OversubscriptionReport {
     }
 }
 
-fn workload_label(w: &str, phases: usize) -> String {
-    if w == "lock-step" { format!("lock-step ({phases} barriers)") } else { "independent shares".into() }
+fn workload_label(w: Workload, phases: usize) -> String {
+    match w {
+        Workload::Independent => "independent shares".into(),
+        Workload::LockStep => format!("lock-step ({phases} barriers)"),
+    }
 }
 
 #[cfg(test)]
@@ -270,10 +278,18 @@ mod tests {
             Oversubscription { threads: vec![1, 5000], ..Default::default() },
             Oversubscription { work_ms: 0, ..Default::default() },
             Oversubscription { phases: 0, ..Default::default() },
-            Oversubscription { workloads: vec!["io".into()], ..Default::default() },
+            Oversubscription { workloads: vec![], ..Default::default() },
         ] {
             assert!(oversubscription(&p).is_err(), "{p:?}");
         }
+    }
+
+    #[test]
+    fn unknown_workload_names_the_choices() {
+        let e =
+            crate::lab::params_from_pairs::<Oversubscription>("oversubscription", &[("workloads".into(), "io".into())])
+                .unwrap_err();
+        assert!(e.to_string().contains("independent") && e.to_string().contains("lock-step"), "{e}");
     }
 
     #[test]
@@ -281,10 +297,10 @@ mod tests {
         let p = Oversubscription { threads: vec![1, 8], work_ms: 20, phases: 50, samples: 1, ..Default::default() };
         let r = oversubscription(&p).unwrap();
         assert_eq!(r.rows.len(), 4);
-        assert_eq!(r.speedup("independent", 1), Some(1.0));
-        let get = |w: &str| r.rows.iter().find(|x| x.workload == w && x.threads == 8).unwrap().voluntary;
+        assert_eq!(r.speedup(Workload::Independent, 1), Some(1.0));
+        let get = |w: Workload| r.rows.iter().find(|x| x.workload == w && x.threads == 8).unwrap().voluntary;
         // 8 threads meeting 50 times must block at the barrier: many voluntary switches.
-        assert!(get("lock-step") > get("independent"), "{:?}", r.rows);
+        assert!(get(Workload::LockStep) > get(Workload::Independent), "{:?}", r.rows);
         assert_eq!(r.figures().len(), 2);
     }
 }

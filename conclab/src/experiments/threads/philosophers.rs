@@ -14,10 +14,8 @@ use std::time::{Duration, Instant};
 pub struct Philosophers {
     /// Philosophers (and forks) around the table: 2..=16.
     pub philosophers: usize,
-    /// How the forks are picked up: "naive" (left, then right; a philosopher that waits
-    /// `timeout_ms` for the right fork puts the left one back and tries again later) or
-    /// "ordered" (the lower-numbered fork first: no cycle of waits is possible).
-    pub strategy: String,
+    /// How the forks are picked up, one of [`ForkOrder`]: "naive" or "ordered".
+    pub strategy: ForkOrder,
     /// Dinner length in milliseconds: 50..=10_000.
     pub duration_ms: u64,
     /// Time to eat a meal, holding both forks, in µs: 0..=100_000.
@@ -37,7 +35,7 @@ impl Default for Philosophers {
     fn default() -> Self {
         Philosophers {
             philosophers: 5,
-            strategy: "ordered".into(),
+            strategy: ForkOrder::Ordered,
             duration_ms: 500,
             eat_us: 1000,
             think_us: 1000,
@@ -48,13 +46,20 @@ impl Default for Philosophers {
     }
 }
 
-/// The strategies [`philosophers`] knows.
-pub const STRATEGIES: [&str; 2] = ["naive", "ordered"];
+crate::choices! {
+    /// How a philosopher picks up the forks in [`philosophers`].
+    pub enum ForkOrder {
+        /// Left, then right; a philosopher that waits `timeout_ms` for the right fork puts
+        /// the left one back and tries again later.
+        Naive = "naive",
+        /// The lower-numbered fork first: no cycle of waits is possible.
+        Ordered = "ordered",
+    }
+}
 
 impl Philosophers {
     pub fn validate(&self) -> Result<(), ParamError> {
         check_range("philosophers", self.philosophers, 2..=16)?;
-        crate::lab::check_choice("strategy", &self.strategy, &STRATEGIES)?;
         check_range("duration_ms", self.duration_ms, 50..=10_000)?;
         check_range("eat_us", self.eat_us, 0..=100_000)?;
         check_range("think_us", self.think_us, 0..=100_000)?;
@@ -101,14 +106,17 @@ pub fn philosophers(p: &Philosophers) -> Result<PhilosophersReport, LabError> {
     let timeout = Duration::from_millis(p.timeout_ms);
     let every = Duration::from_millis(p.sample_ms);
     let t0 = Instant::now();
-    let ordered = p.strategy == "ordered";
+    let strategy = p.strategy;
     let result = std::thread::scope(|s| {
         let mut handles = Vec::new();
         for i in 0..n {
             let (forks, meals, stop) = (&forks, &meals, &stop);
             let h = std::thread::Builder::new().name(format!("philosopher-{i}")).spawn_scoped(s, move || {
                 let (left, right) = (i, (i + 1) % n);
-                let (first, second) = if ordered { (left.min(right), left.max(right)) } else { (left, right) };
+                let (first, second) = match strategy {
+                    ForkOrder::Ordered => (left.min(right), left.max(right)),
+                    ForkOrder::Naive => (left, right),
+                };
                 let mut rng = Rng::new(i as u64 + 11);
                 let mut d = Diner { meals: 0, gave_up: 0, longest_wait_ms: 0.0 };
                 let pause = |us: u64| std::thread::sleep(Duration::from_micros(us));
@@ -200,10 +208,9 @@ impl PhilosophersReport {
 
 impl Report for PhilosophersReport {
     fn figures(&self) -> Vec<Figure> {
-        let title = if self.params.strategy == "ordered" {
-            "Lower-numbered fork first: does every philosopher keep eating?".to_string()
-        } else {
-            "Left fork first: do the philosophers get stuck?".to_string()
+        let title = match self.params.strategy {
+            ForkOrder::Ordered => "Lower-numbered fork first: does every philosopher keep eating?".to_string(),
+            ForkOrder::Naive => "Left fork first: do the philosophers get stuck?".to_string(),
         };
         let mut f = Figure::lines(&title, "time since dinner started (ms)", "meals eaten so far");
         for (i, m) in self.meals.iter().enumerate() {
@@ -252,12 +259,19 @@ mod tests {
     fn refuses_bad_parameters() {
         for p in [
             Philosophers { philosophers: 1, ..Default::default() },
-            Philosophers { strategy: "waiter".into(), ..Default::default() },
             Philosophers { duration_ms: 1, ..Default::default() },
             Philosophers { timeout_ms: 0, ..Default::default() },
         ] {
             assert!(philosophers(&p).is_err(), "{p:?}");
         }
+    }
+
+    #[test]
+    fn unknown_strategy_names_the_choices() {
+        let e = crate::lab::params_from_pairs::<Philosophers>("philosophers", &[("strategy".into(), "waiter".into())])
+            .unwrap_err();
+        assert_eq!(e.param, "strategy");
+        assert!(e.to_string().contains("naive") && e.to_string().contains("ordered"), "{e}");
     }
 
     #[test]
@@ -281,7 +295,7 @@ mod tests {
     #[test]
     fn naive_forks_stall_and_recover() {
         let p = Philosophers {
-            strategy: "naive".into(),
+            strategy: ForkOrder::Naive,
             duration_ms: 300,
             eat_us: 200,
             think_us: 0,

@@ -3,8 +3,8 @@
 
 use crate::lab::work::{busy, iters_per_ms};
 use crate::lab::{
-    Figure, LabError, ParamError, Point, Report, RunError, Sampling, Series, Stats, Style, Table, check_list,
-    check_range, cores, fmt_num,
+    Figure, LabError, ParamError, Point, Report, RunError, Sampling, Series, Stats, Style, Table, check_choices,
+    check_list, check_range, cores, fmt_num,
 };
 use crate::primitives::ThreadPool;
 use serde::{Deserialize, Serialize};
@@ -25,9 +25,8 @@ pub struct PoolVsSpawn {
     pub pool_threads: usize,
     /// Timed samples per point (after one warm-up): 1..=51.
     pub samples: usize,
-    /// Methods, any of: "spawn" (a thread per item), "rayon" (`rayon::ThreadPool::scope`
-    /// spawns), "pool" (`conclab::primitives::ThreadPool::execute`).
-    pub methods: Vec<String>,
+    /// Methods, any of [`PoolMethod`]: "spawn", "rayon", "pool".
+    pub methods: Vec<PoolMethod>,
 }
 
 impl Default for PoolVsSpawn {
@@ -37,13 +36,22 @@ impl Default for PoolVsSpawn {
             items: 500,
             pool_threads: cores(),
             samples: 5,
-            methods: METHODS.iter().map(|s| s.to_string()).collect(),
+            methods: PoolMethod::ALL.to_vec(),
         }
     }
 }
 
-/// The methods [`pool_vs_spawn`] knows.
-pub const METHODS: [&str; 3] = ["spawn", "rayon", "pool"];
+crate::choices! {
+    /// The methods [`pool_vs_spawn`] knows.
+    pub enum PoolMethod {
+        /// A new thread per item (all spawned, then all joined).
+        Spawn = "spawn",
+        /// Spawns into a `rayon::ThreadPool`'s scope.
+        Rayon = "rayon",
+        /// `execute` on the hand-built `conclab::primitives::ThreadPool`.
+        Pool = "pool",
+    }
+}
 
 impl PoolVsSpawn {
     pub fn validate(&self) -> Result<(), ParamError> {
@@ -51,9 +59,7 @@ impl PoolVsSpawn {
         check_range("items", self.items, 1..=100_000)?;
         check_range("pool_threads", self.pool_threads, 1..=256)?;
         check_range("samples", self.samples, 1..=51)?;
-        if self.methods.is_empty() || self.methods.iter().any(|m| !METHODS.contains(&m.as_str())) {
-            return Err(ParamError::new("methods", "a non-empty list of: spawn, rayon, pool", &self.methods));
-        }
+        check_choices("methods", &self.methods)?;
         let cpu_ms = self.work_ns.iter().max().copied().unwrap_or(0) as f64 * self.items as f64 / 1e6;
         if cpu_ms > 20_000.0 {
             return Err(ParamError::new(
@@ -70,18 +76,18 @@ impl PoolVsSpawn {
 }
 
 /// How a method is named in figures and tables.
-pub fn method_label(method: &str) -> &'static str {
+pub fn method_label(method: PoolMethod) -> &'static str {
     match method {
-        "spawn" => "thread::spawn per item",
-        "rayon" => "rayon ThreadPool (scope spawn)",
-        _ => "hand-built ThreadPool (execute)",
+        PoolMethod::Spawn => "thread::spawn per item",
+        PoolMethod::Rayon => "rayon ThreadPool (scope spawn)",
+        PoolMethod::Pool => "hand-built ThreadPool (execute)",
     }
 }
 
 /// One method at one work size.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PoolRow {
-    pub method: String,
+    pub method: PoolMethod,
     pub work_ns: u64,
     /// Wall time per item, microseconds.
     pub micros_per_item: Stats,
@@ -94,7 +100,7 @@ pub struct PoolVsSpawnReport {
     pub cores: usize,
     pub rows: Vec<PoolRow>,
     /// Microseconds to build and drop (join) each pool once: (method, µs).
-    pub build_and_drop_us: Vec<(String, f64)>,
+    pub build_and_drop_us: Vec<(PoolMethod, f64)>,
 }
 
 /// Runs `items` independent CPU-bound items of each size three ways and reports the wall
@@ -109,11 +115,11 @@ pub fn pool_vs_spawn(p: &PoolVsSpawn) -> Result<PoolVsSpawnReport, LabError> {
     let pool_err = |e: std::io::Error| RunError::new(format!("starting a pool of {} threads", p.pool_threads), e);
     let mut build_and_drop_us = Vec::new();
     let mut rows = Vec::new();
-    for method in METHODS.iter().filter(|m| p.methods.iter().any(|x| x == *m)) {
+    for method in PoolMethod::ALL.iter().copied().filter(|m| p.methods.contains(m)) {
         let rayon_pool;
         let own_pool;
-        match *method {
-            "rayon" => {
+        match method {
+            PoolMethod::Rayon => {
                 let t = Instant::now();
                 drop(
                     rayon::ThreadPoolBuilder::new()
@@ -121,7 +127,7 @@ pub fn pool_vs_spawn(p: &PoolVsSpawn) -> Result<PoolVsSpawnReport, LabError> {
                         .build()
                         .map_err(|e| pool_err(std::io::Error::other(e)))?,
                 );
-                build_and_drop_us.push((method.to_string(), t.elapsed().as_secs_f64() * 1e6));
+                build_and_drop_us.push((method, t.elapsed().as_secs_f64() * 1e6));
                 rayon_pool = Some(
                     rayon::ThreadPoolBuilder::new()
                         .num_threads(p.pool_threads)
@@ -130,14 +136,14 @@ pub fn pool_vs_spawn(p: &PoolVsSpawn) -> Result<PoolVsSpawnReport, LabError> {
                 );
                 own_pool = None;
             }
-            "pool" => {
+            PoolMethod::Pool => {
                 let t = Instant::now();
                 drop(ThreadPool::new(p.pool_threads).map_err(pool_err)?);
-                build_and_drop_us.push((method.to_string(), t.elapsed().as_secs_f64() * 1e6));
+                build_and_drop_us.push((method, t.elapsed().as_secs_f64() * 1e6));
                 own_pool = Some(ThreadPool::new(p.pool_threads).map_err(pool_err)?);
                 rayon_pool = None;
             }
-            _ => {
+            PoolMethod::Spawn => {
                 rayon_pool = None;
                 own_pool = None;
             }
@@ -164,11 +170,7 @@ pub fn pool_vs_spawn(p: &PoolVsSpawn) -> Result<PoolVsSpawnReport, LabError> {
                     r.map(|()| t.elapsed())
                 })
                 .map_err(|e| RunError::new(format!("spawning a thread per item ({} items)", p.items), e))?;
-            rows.push(PoolRow {
-                method: method.to_string(),
-                work_ns: w,
-                micros_per_item: stats.scaled(1e6 / p.items as f64),
-            });
+            rows.push(PoolRow { method, work_ns: w, micros_per_item: stats.scaled(1e6 / p.items as f64) });
         }
         drop(rayon_pool); // joins its workers
         drop(own_pool); // joins its workers
@@ -211,7 +213,7 @@ fn run_on_pool(pool: &ThreadPool, items: usize, iters: u64) -> Result<(), String
 
 impl PoolVsSpawnReport {
     /// Median µs per item for `method` at `work_ns`.
-    pub fn median(&self, method: &str, work_ns: u64) -> Option<f64> {
+    pub fn median(&self, method: PoolMethod, work_ns: u64) -> Option<f64> {
         self.rows.iter().find(|r| r.method == method && r.work_ns == work_ns).map(|r| r.micros_per_item.median)
     }
 }
@@ -229,7 +231,7 @@ impl Report for PoolVsSpawnReport {
         let ideal: Vec<Point> =
             self.params.work_ns.iter().map(|w| Point::new(*w as f64 / 1e3, *w as f64 / 1e3 / n)).collect();
         f = f.series(Series::new(format!("ideal: work ÷ {n} cores, no overhead"), Style::Ideal, ideal));
-        for method in METHODS {
+        for &method in PoolMethod::ALL {
             let pts: Vec<Point> = self
                 .rows
                 .iter()
@@ -250,14 +252,14 @@ impl Report for PoolVsSpawnReport {
         let mut t = Table::new("Pool vs spawn", &["method", "work per item", "median µs per item", "p25–p75 µs"]);
         for r in &self.rows {
             t.row(vec![
-                method_label(&r.method).into(),
+                method_label(r.method).into(),
                 format!("{} µs", fmt_num(r.work_ns as f64 / 1e3)),
                 fmt_num(r.micros_per_item.median),
                 format!("{}–{}", fmt_num(r.micros_per_item.p25), fmt_num(r.micros_per_item.p75)),
             ]);
         }
         for (m, us) in &self.build_and_drop_us {
-            t.note(format!("{}: building and dropping the pool once took {} µs.", method_label(m), fmt_num(*us)));
+            t.note(format!("{}: building and dropping the pool once took {} µs.", method_label(*m), fmt_num(*us)));
         }
         t.note(format!(
             "{} items per sample, {} samples, pools of {} threads on {} CPUs.",
@@ -277,11 +279,18 @@ mod tests {
             PoolVsSpawn { work_ns: vec![1], ..Default::default() },
             PoolVsSpawn { items: 0, ..Default::default() },
             PoolVsSpawn { pool_threads: 0, ..Default::default() },
-            PoolVsSpawn { methods: vec!["fork".into()], ..Default::default() },
+            PoolVsSpawn { methods: vec![], ..Default::default() },
             PoolVsSpawn { work_ns: vec![10_000_000], items: 100_000, ..Default::default() },
         ] {
             assert!(pool_vs_spawn(&p).is_err(), "{p:?}");
         }
+    }
+
+    #[test]
+    fn unknown_method_names_the_choices() {
+        let e = crate::lab::params_from_pairs::<PoolVsSpawn>("pool-vs-spawn", &[("methods".into(), "fork".into())])
+            .unwrap_err();
+        assert!(e.to_string().contains("spawn, rayon, pool"), "{e}");
     }
 
     #[test]
@@ -291,8 +300,8 @@ mod tests {
         let r = pool_vs_spawn(&p).unwrap();
         assert_eq!(r.rows.len(), 6);
         assert_eq!(r.build_and_drop_us.len(), 2);
-        assert!(r.median("pool", 100).unwrap() < r.median("spawn", 100).unwrap());
-        assert!(r.median("rayon", 100).unwrap() < r.median("spawn", 100).unwrap());
+        assert!(r.median(PoolMethod::Pool, 100).unwrap() < r.median(PoolMethod::Spawn, 100).unwrap());
+        assert!(r.median(PoolMethod::Rayon, 100).unwrap() < r.median(PoolMethod::Spawn, 100).unwrap());
         assert!(r.figure().to_svg().contains("<svg"));
     }
 }

@@ -2,7 +2,9 @@
 //! `crossbeam::queue::ArrayQueue`, `SegQueue`, and a `Mutex<VecDeque>`.
 
 use super::common::stats;
-use crate::lab::{Figure, LabError, ParamError, Report, RunError, Stats, Table, check_list, check_range, fmt_num};
+use crate::lab::{
+    Figure, LabError, ParamError, Report, RunError, Stats, Table, check_choices, check_list, check_range, fmt_num,
+};
 use crossbeam::queue::{ArrayQueue, SegQueue};
 use crossbeam::utils::Backoff;
 use serde::{Deserialize, Serialize};
@@ -20,9 +22,8 @@ pub struct Queues {
     pub pairs: Vec<usize>,
     /// Items passed through the queue per sample: 1_000..=10_000_000.
     pub items: usize,
-    /// Queues, any of: "array" (`ArrayQueue`, bounded, lock-free), "seg" (`SegQueue`,
-    /// unbounded, lock-free), "mutex" (`Mutex<VecDeque>`).
-    pub queues: Vec<String>,
+    /// Queues, any of [`QueueKind`]: "array", "seg", "mutex".
+    pub queues: Vec<QueueKind>,
     /// Capacity of the bounded `ArrayQueue`: 1..=1_000_000.
     pub capacity: usize,
     /// Timed samples per point: 1..=51.
@@ -31,52 +32,53 @@ pub struct Queues {
 
 impl Default for Queues {
     fn default() -> Self {
-        Queues {
-            pairs: vec![1, 2, 4],
-            items: 500_000,
-            queues: QUEUES.iter().map(|s| s.to_string()).collect(),
-            capacity: 1024,
-            samples: 7,
-        }
+        Queues { pairs: vec![1, 2, 4], items: 500_000, queues: QueueKind::ALL.to_vec(), capacity: 1024, samples: 7 }
     }
 }
 
-/// The queues [`queues`] knows.
-pub const QUEUES: [&str; 3] = ["array", "seg", "mutex"];
+crate::choices! {
+    /// The queues [`queues`] knows.
+    pub enum QueueKind {
+        /// `crossbeam::queue::ArrayQueue`: bounded, lock-free.
+        Array = "array",
+        /// `crossbeam::queue::SegQueue`: unbounded, lock-free.
+        Seg = "seg",
+        /// A `Mutex<VecDeque>`.
+        Mutex = "mutex",
+    }
+}
 
 impl Queues {
     pub fn validate(&self) -> Result<(), ParamError> {
         check_list("pairs", &self.pairs, 8, 1..=64)?;
         check_range("items", self.items, 1_000..=10_000_000)?;
-        if self.queues.is_empty() || self.queues.iter().any(|q| !QUEUES.contains(&q.as_str())) {
-            return Err(ParamError::new("queues", "a non-empty list of: array, seg, mutex", &self.queues));
-        }
+        check_choices("queues", &self.queues)?;
         check_range("capacity", self.capacity, 1..=1_000_000)?;
         check_range("samples", self.samples, 1..=51)
     }
 }
 
 /// How a queue is named in figures and tables.
-pub fn queue_label(q: &str) -> &'static str {
+pub fn queue_label(q: QueueKind) -> &'static str {
     match q {
-        "array" => "ArrayQueue (lock-free, bounded)",
-        "seg" => "SegQueue (lock-free, unbounded)",
-        _ => "Mutex<VecDeque>",
+        QueueKind::Array => "ArrayQueue (lock-free, bounded)",
+        QueueKind::Seg => "SegQueue (lock-free, unbounded)",
+        QueueKind::Mutex => "Mutex<VecDeque>",
     }
 }
 
-fn short_label(q: &str) -> &'static str {
+fn short_label(q: QueueKind) -> &'static str {
     match q {
-        "array" => "ArrayQueue (bounded)",
-        "seg" => "SegQueue (unbounded)",
-        _ => "Mutex<VecDeque>",
+        QueueKind::Array => "ArrayQueue (bounded)",
+        QueueKind::Seg => "SegQueue (unbounded)",
+        QueueKind::Mutex => "Mutex<VecDeque>",
     }
 }
 
 /// One queue with one number of producer/consumer pairs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QueueRow {
-    pub queue: String,
+    pub queue: QueueKind,
     pub pairs: usize,
     /// Items through the queue per second, millions (push to pop, all threads).
     pub mops: Stats,
@@ -134,21 +136,21 @@ pub fn queues(p: &Queues) -> Result<QueuesReport, LabError> {
     p.validate()?;
     let limit = Duration::from_secs(20);
     let mut rows = Vec::new();
-    for q in QUEUES.iter().filter(|q| p.queues.iter().any(|x| x == *q)) {
+    for q in QueueKind::ALL.iter().copied().filter(|q| p.queues.contains(q)) {
         for &n in &p.pairs {
             let mut mops = Vec::new();
             let mut exact = true;
             for _ in 0..p.samples {
-                let r = match *q {
-                    "array" => pass(&ArrayQueue::new(p.capacity), n, p.items, limit),
-                    "seg" => pass(&SegQueue::new(), n, p.items, limit),
-                    _ => pass(&Mutex::new(VecDeque::new()), n, p.items, limit),
+                let r = match q {
+                    QueueKind::Array => pass(&ArrayQueue::new(p.capacity), n, p.items, limit),
+                    QueueKind::Seg => pass(&SegQueue::new(), n, p.items, limit),
+                    QueueKind::Mutex => pass(&Mutex::new(VecDeque::new()), n, p.items, limit),
                 };
                 let (secs, ok) = r.map_err(|e| RunError::new(format!("passing {} items", p.items), e))?;
                 exact &= ok;
                 mops.push(p.items as f64 / secs / 1e6);
             }
-            rows.push(QueueRow { queue: q.to_string(), pairs: n, mops: stats(&mops), exact });
+            rows.push(QueueRow { queue: q, pairs: n, mops: stats(&mops), exact });
         }
     }
     Ok(QueuesReport { params: p.clone(), rows })
@@ -262,7 +264,7 @@ fn pass<Q: Queue>(q: &Q, pairs: usize, items: usize, limit: Duration) -> Result<
 
 impl QueuesReport {
     /// Median Mops/s of `queue` with `pairs` producer/consumer pairs.
-    pub fn median(&self, queue: &str, pairs: usize) -> Option<f64> {
+    pub fn median(&self, queue: QueueKind, pairs: usize) -> Option<f64> {
         self.rows.iter().find(|r| r.queue == queue && r.pairs == pairs).map(|r| r.mops.median)
     }
 }
@@ -276,13 +278,14 @@ impl Report for QueuesReport {
         );
         // Queues on the x axis, thread counts as colours; the legend goes above whichever
         // outer group has the lower bars.
-        let top = |q: &str| self.rows.iter().filter(|r| r.queue == q).map(|r| r.mops.p75).fold(0.0, f64::max);
-        let shown: Vec<&str> = QUEUES.iter().copied().filter(|q| self.rows.iter().any(|r| r.queue == *q)).collect();
+        let top = |q: QueueKind| self.rows.iter().filter(|r| r.queue == q).map(|r| r.mops.p75).fold(0.0, f64::max);
+        let shown: Vec<QueueKind> =
+            QueueKind::ALL.iter().copied().filter(|q| self.rows.iter().any(|r| r.queue == *q)).collect();
         let legend = match (shown.first(), shown.last()) {
-            (Some(a), Some(b)) if top(a) < top(b) => crate::lab::Legend::UpperLeft,
+            (Some(&a), Some(&b)) if top(a) < top(b) => crate::lab::Legend::UpperLeft,
             _ => crate::lab::Legend::UpperRight,
         };
-        for q in QUEUES {
+        for &q in QueueKind::ALL {
             for r in self.rows.iter().filter(|r| r.queue == q) {
                 let series = if r.pairs == 1 {
                     "1 producer + 1 consumer".to_string()
@@ -300,7 +303,7 @@ impl Report for QueuesReport {
             Table::new("Queues", &["queue", "producers + consumers", "median M items/s", "p25–p75", "all items once"]);
         for r in &self.rows {
             t.row(vec![
-                queue_label(&r.queue).into(),
+                queue_label(r.queue).into(),
                 format!("{} + {}", r.pairs, r.pairs),
                 fmt_num(r.mops.median),
                 format!("{}–{}", fmt_num(r.mops.p25), fmt_num(r.mops.p75)),
@@ -324,11 +327,17 @@ mod tests {
         for p in [
             Queues { pairs: vec![0], ..Default::default() },
             Queues { items: 5, ..Default::default() },
-            Queues { queues: vec!["stack".into()], ..Default::default() },
+            Queues { queues: vec![QueueKind::Seg, QueueKind::Seg], ..Default::default() },
             Queues { capacity: 0, ..Default::default() },
         ] {
             assert!(queues(&p).is_err(), "{p:?}");
         }
+    }
+
+    #[test]
+    fn unknown_queue_names_the_choices() {
+        let e = crate::lab::params_from_pairs::<Queues>("queues", &[("queues".into(), "stack".into())]).unwrap_err();
+        assert!(e.to_string().contains("array, seg, mutex"), "{e}");
     }
 
     #[test]

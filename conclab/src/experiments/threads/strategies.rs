@@ -4,7 +4,7 @@
 
 use super::common::{Rng, run_for, stats, threads_error};
 use crate::lab::work::busy;
-use crate::lab::{Figure, LabError, ParamError, Report, Stats, Table, check_list, check_range, fmt_num};
+use crate::lab::{Figure, LabError, ParamError, Report, Stats, Table, check_choices, check_list, check_range, fmt_num};
 use crossbeam::utils::Backoff;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,10 +18,8 @@ pub struct LockStrategies {
     pub threads: Vec<usize>,
     /// Accounts, each behind its own `parking_lot::Mutex`: 2..=1024.
     pub accounts: usize,
-    /// Strategies, any of: "naive" (lock `from` then `to`, timed waits break the
-    /// deadlocks), "ordered" (lower account number first), "backoff" (lock `from`,
-    /// `try_lock` `to`, release and retry on failure), "one_lock" (one mutex for all).
-    pub strategies: Vec<String>,
+    /// Strategies, any of [`LockStrategy`]: "naive", "ordered", "backoff", "one_lock".
+    pub strategies: Vec<LockStrategy>,
     /// Work done holding both locks, in `busy` iterations (~1 ns each): 0..=1_000_000.
     pub work_inside: u64,
     /// How long "naive" waits for its second lock before it gives up, in ms: 1..=1000.
@@ -37,7 +35,7 @@ impl Default for LockStrategies {
         LockStrategies {
             threads: vec![2, 4],
             accounts: 4,
-            strategies: STRATEGIES.iter().map(|s| s.to_string()).collect(),
+            strategies: LockStrategy::ALL.to_vec(),
             work_inside: 200,
             timeout_ms: 5,
             duration_ms: 100,
@@ -46,20 +44,25 @@ impl Default for LockStrategies {
     }
 }
 
-/// The strategies [`lock_strategies`] knows.
-pub const STRATEGIES: [&str; 4] = ["naive", "ordered", "backoff", "one_lock"];
+crate::choices! {
+    /// The strategies [`lock_strategies`] knows.
+    pub enum LockStrategy {
+        /// Lock `from` then `to`; timed waits (`timeout_ms`) break the deadlocks.
+        Naive = "naive",
+        /// A global lock order: the lower account number first.
+        Ordered = "ordered",
+        /// Lock `from`, `try_lock` `to`; on failure release both and retry after a back-off.
+        Backoff = "backoff",
+        /// One mutex around all accounts.
+        OneLock = "one_lock",
+    }
+}
 
 impl LockStrategies {
     pub fn validate(&self) -> Result<(), ParamError> {
         check_list("threads", &self.threads, 8, 2..=64)?;
         check_range("accounts", self.accounts, 2..=1024)?;
-        if self.strategies.is_empty() || self.strategies.iter().any(|s| !STRATEGIES.contains(&s.as_str())) {
-            return Err(ParamError::new(
-                "strategies",
-                "a non-empty list of: naive, ordered, backoff, one_lock",
-                &self.strategies,
-            ));
-        }
+        check_choices("strategies", &self.strategies)?;
         check_range("work_inside", self.work_inside, 0..=1_000_000)?;
         check_range("timeout_ms", self.timeout_ms, 1..=1000)?;
         check_range("duration_ms", self.duration_ms, 10..=5000)?;
@@ -68,28 +71,28 @@ impl LockStrategies {
 }
 
 /// How a strategy is named in figures and tables.
-pub fn strategy_label(s: &str) -> &'static str {
+pub fn strategy_label(s: LockStrategy) -> &'static str {
     match s {
-        "naive" => "no order (timeouts break deadlocks)",
-        "ordered" => "global lock order",
-        "backoff" => "try_lock + back-off",
-        _ => "one coarse lock",
+        LockStrategy::Naive => "no order (timeouts break deadlocks)",
+        LockStrategy::Ordered => "global lock order",
+        LockStrategy::Backoff => "try_lock + back-off",
+        LockStrategy::OneLock => "one coarse lock",
     }
 }
 
-fn short_label(s: &str) -> &'static str {
+fn short_label(s: LockStrategy) -> &'static str {
     match s {
-        "naive" => "no order (timeouts)",
-        "ordered" => "global lock order",
-        "backoff" => "try_lock + back-off",
-        _ => "one coarse lock",
+        LockStrategy::Naive => "no order (timeouts)",
+        LockStrategy::Ordered => "global lock order",
+        LockStrategy::Backoff => "try_lock + back-off",
+        LockStrategy::OneLock => "one coarse lock",
     }
 }
 
 /// One strategy at one thread count.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StrategyRow {
-    pub strategy: String,
+    pub strategy: LockStrategy,
     pub threads: usize,
     /// Completed transfers per second, thousands, all threads.
     pub ktransfers: Stats,
@@ -120,7 +123,7 @@ pub fn lock_strategies(p: &LockStrategies) -> Result<LockStrategiesReport, LabEr
     let timeout = Duration::from_millis(p.timeout_ms);
     let n = p.accounts as u64;
     let mut rows = Vec::new();
-    for strategy in STRATEGIES.iter().filter(|s| p.strategies.iter().any(|x| x == *s)) {
+    for strategy in LockStrategy::ALL.iter().copied().filter(|s| p.strategies.contains(s)) {
         for &t in &p.threads {
             let (mut kt, mut done, mut retries, mut timeouts, mut conserved) = (Vec::new(), 0u64, 0u64, 0u64, true);
             for sample in 0..p.samples {
@@ -134,8 +137,8 @@ pub fn lock_strategies(p: &LockStrategies) -> Result<LockStrategiesReport, LabEr
                     while !stop.load(Ordering::Relaxed) {
                         let from = rng.below(n) as usize;
                         let to = (from + 1 + rng.below(n - 1) as usize) % p.accounts;
-                        let moved = match *strategy {
-                            "naive" => {
+                        let moved = match strategy {
+                            LockStrategy::Naive => {
                                 let Some(mut a) = accounts[from].try_lock_for(timeout) else {
                                     my_timeouts += 1;
                                     continue;
@@ -153,7 +156,7 @@ pub fn lock_strategies(p: &LockStrategies) -> Result<LockStrategiesReport, LabEr
                                     }
                                 }
                             }
-                            "ordered" => {
+                            LockStrategy::Ordered => {
                                 let (lo, hi) = (from.min(to), from.max(to));
                                 let mut a = accounts[lo].lock();
                                 let mut b = accounts[hi].lock();
@@ -163,7 +166,7 @@ pub fn lock_strategies(p: &LockStrategies) -> Result<LockStrategiesReport, LabEr
                                 busy(p.work_inside, ops);
                                 true
                             }
-                            "backoff" => {
+                            LockStrategy::Backoff => {
                                 let backoff = Backoff::new();
                                 loop {
                                     let mut a = accounts[from].lock();
@@ -181,7 +184,7 @@ pub fn lock_strategies(p: &LockStrategies) -> Result<LockStrategiesReport, LabEr
                                     backoff.snooze();
                                 }
                             }
-                            _ => {
+                            LockStrategy::OneLock => {
                                 let mut all = global.lock();
                                 all[from] -= 1;
                                 all[to] += 1;
@@ -196,10 +199,11 @@ pub fn lock_strategies(p: &LockStrategies) -> Result<LockStrategiesReport, LabEr
                     ops
                 };
                 let run = run_for(t, d, body).map_err(threads_error(t))?;
-                let sum: i64 = if *strategy == "one_lock" {
-                    global.lock().iter().sum()
-                } else {
-                    accounts.iter().map(|a| *a.lock()).sum()
+                let sum: i64 = match strategy {
+                    LockStrategy::OneLock => global.lock().iter().sum(),
+                    LockStrategy::Naive | LockStrategy::Ordered | LockStrategy::Backoff => {
+                        accounts.iter().map(|a| *a.lock()).sum()
+                    }
                 };
                 conserved &= sum == 1000 * p.accounts as i64;
                 kt.push(run.mops() * 1e3);
@@ -208,7 +212,7 @@ pub fn lock_strategies(p: &LockStrategies) -> Result<LockStrategiesReport, LabEr
                 timeouts += tout.load(Ordering::Relaxed);
             }
             rows.push(StrategyRow {
-                strategy: strategy.to_string(),
+                strategy,
                 threads: t,
                 ktransfers: stats(&kt),
                 retries_per_transfer: retries as f64 / done.max(1) as f64,
@@ -222,7 +226,7 @@ pub fn lock_strategies(p: &LockStrategies) -> Result<LockStrategiesReport, LabEr
 
 impl LockStrategiesReport {
     /// Median thousands of transfers per second of `strategy` at `threads`.
-    pub fn median(&self, strategy: &str, threads: usize) -> Option<f64> {
+    pub fn median(&self, strategy: LockStrategy, threads: usize) -> Option<f64> {
         self.rows.iter().find(|r| r.strategy == strategy && r.threads == threads).map(|r| r.ktransfers.median)
     }
 }
@@ -237,7 +241,7 @@ impl Report for LockStrategiesReport {
         .log_y();
         // Strategies on the x axis, thread counts as colours: "no order" comes first and
         // lowest, so the legend above it covers no bar.
-        for s in STRATEGIES {
+        for &s in LockStrategy::ALL {
             for r in self.rows.iter().filter(|r| r.strategy == s) {
                 let k = &r.ktransfers;
                 f = f.bar(short_label(s), &format!("{} threads", r.threads), k.median, Some((k.p25, k.p75)));
@@ -261,7 +265,7 @@ impl Report for LockStrategiesReport {
         );
         for r in &self.rows {
             t.row(vec![
-                strategy_label(&r.strategy).into(),
+                strategy_label(r.strategy).into(),
                 r.threads.to_string(),
                 fmt_num(r.ktransfers.median),
                 format!("{}–{}", fmt_num(r.ktransfers.p25), fmt_num(r.ktransfers.p75)),
@@ -287,12 +291,22 @@ mod tests {
         for p in [
             LockStrategies { threads: vec![1], ..Default::default() },
             LockStrategies { accounts: 1, ..Default::default() },
-            LockStrategies { strategies: vec!["pray".into()], ..Default::default() },
+            LockStrategies { strategies: vec![], ..Default::default() },
             LockStrategies { timeout_ms: 0, ..Default::default() },
             LockStrategies { duration_ms: 1, ..Default::default() },
         ] {
             assert!(lock_strategies(&p).is_err(), "{p:?}");
         }
+    }
+
+    #[test]
+    fn unknown_strategy_names_the_choices() {
+        let e = crate::lab::params_from_pairs::<LockStrategies>(
+            "lock-strategies",
+            &[("strategies".into(), "naive,pray".into())],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("naive, ordered, backoff, one_lock"), "{e}");
     }
 
     #[test]
@@ -310,12 +324,12 @@ mod tests {
         for row in &r.rows {
             assert!(row.conserved, "{row:?}");
             assert!(row.ktransfers.median > 0.0, "{row:?}");
-            if row.strategy != "naive" {
+            if row.strategy != LockStrategy::Naive {
                 assert_eq!(row.timeouts, 0);
             }
         }
         // Two accounts, opposite directions, 4 threads: the naive order deadlocks.
-        assert!(r.rows.iter().any(|x| x.strategy == "naive" && x.timeouts > 0), "{:?}", r.rows);
+        assert!(r.rows.iter().any(|x| x.strategy == LockStrategy::Naive && x.timeouts > 0), "{:?}", r.rows);
         assert!(r.figure().to_svg().contains("<svg"));
     }
 }

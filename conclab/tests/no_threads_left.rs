@@ -1,0 +1,58 @@
+//! Every experiment, run with small parameters, joins every thread it started before it
+//! returns: the process's thread count is the same before and after each one. (Its own
+//! test binary, so no other test's threads come and go meanwhile.)
+
+use conclab::experiments::experiments;
+use conclab::lab::machine::thread_count_settled;
+use conclab::lab::thread_count;
+use std::time::Duration;
+
+/// Small parameters per experiment, so the whole sweep takes seconds.
+fn quick(name: &str) -> &'static [(&'static str, &'static str)] {
+    match name {
+        "spawn-cost" => &[("counts", "1,64"), ("samples", "2")],
+        "timeline" => &[("tasks", "3"), ("work_ms", "5")],
+        "processes" => &[("threads", "3")],
+        "stacks" => &[("threads", "3"), ("stack_kib", "128")],
+        "ping-pong" => &[("round_trips", "200"), ("samples", "1")],
+        "scaling" => &[("threads", "1,2,3"), ("work_ms", "10"), ("samples", "1")],
+        "histogram" => &[("threads", "1,2"), ("ops_per_thread", "5000"), ("samples", "1")],
+        "actor" => &[("clients", "1,2"), ("requests", "200"), ("samples", "1")],
+        "interior-costs" => &[("ops", "10000"), ("samples", "1")],
+        "lifecycle" => &[("detached_ms", "30"), ("scoped", "3"), ("scoped_ms", "20")],
+        "capture-cost" => &[("sizes_kib", "1,64"), ("spawns", "3"), ("samples", "1")],
+        "pool-vs-spawn" => &[("items", "50"), ("work_ns", "100"), ("pool_threads", "16"), ("samples", "1")],
+        "oversubscription" => &[("threads", "1,2,8"), ("work_ms", "10"), ("phases", "10"), ("samples", "1")],
+        "orderings" => &[("threads", "1,2"), ("duration_ms", "5"), ("samples", "1")],
+        "litmus" => &[("trials", "2000"), ("runs", "1")],
+        "contention" => &[("threads", "1,2"), ("duration_ms", "5"), ("samples", "1")],
+        "queues" => &[("pairs", "1,2"), ("items", "5000"), ("samples", "1")],
+        "false-sharing" => &[("threads", "1,2"), ("duration_ms", "5"), ("samples", "1")],
+        "deadlock" => &[("hold_ms", "10"), ("check_ms", "3")],
+        "lock-strategies" => &[("threads", "2"), ("duration_ms", "10"), ("samples", "1")],
+        "philosophers" => &[("duration_ms", "60"), ("reach_us", "1000")],
+        _ => &[],
+    }
+}
+
+#[test]
+fn no_thread_outlives_its_experiment() {
+    let mut leaks = Vec::new();
+    for e in experiments() {
+        let pairs: Vec<(String, String)> = quick(e.name).iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert!(!pairs.is_empty() || e.param_names().is_empty(), "{} has no quick parameters in this test", e.name);
+        let before = thread_count();
+        let result = e.run(&pairs);
+        // A joined thread leaves the kernel's count a moment after `join` returns.
+        let after = thread_count_settled(before, Duration::from_millis(200));
+        if let Err(err) = &result {
+            panic!("{} failed with quick parameters: {err}", e.name);
+        }
+        // lifecycle's detached thread is the lesson: it ends by itself, and the
+        // experiment waits for that before returning, so it is checked like the others.
+        if after != before {
+            leaks.push(format!("{}: {before} threads before, {after} after", e.name));
+        }
+    }
+    assert!(leaks.is_empty(), "threads left behind:\n{}", leaks.join("\n"));
+}
