@@ -38,7 +38,7 @@ pub(crate) struct Entry {
 
 const SWATCH_W: i32 = 26;
 const GAP: i32 = 8;
-const SPACING: i32 = 26;
+const SPACING: i32 = 20;
 
 fn entry_width(e: &Entry) -> i32 {
     SWATCH_W + GAP + text::width(&e.name, BODY_PX).ceil() as i32 + SPACING

@@ -53,7 +53,8 @@ pub(crate) fn render(fig: &Figure) -> DrawResult<(String, Layout)> {
     let cx = fig.ctx();
     let w = fig.width as i32;
     let inner = (w - 2 * MARGIN) as f64;
-    let title = text::wrap(&fig.title, TITLE_PX, inner);
+    // bold glyphs run about 8% wider than the estimate for regular ones
+    let title = text::wrap(&fig.title, TITLE_PX * 1.08, inner);
     let y_title = text::wrap(&fig.y_label, BODY_PX, inner);
     let base = (fig.height as i32 - 80).max(200);
     let block = match &fig.plot {
