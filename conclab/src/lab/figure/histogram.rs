@@ -28,7 +28,8 @@ impl Histogram {
     fn x_bounds(&self, cx: &Ctx<'_>) -> (f64, f64) {
         let xs: Vec<f64> = self.sets.iter().flat_map(|(_, v)| v.iter().copied()).collect();
         let x = axes::axis_values(&xs, cx.x_scale);
-        if x.1 > x.0 { x } else { (x.0 - 0.5, x.1 + 0.5) }
+        // a little room either side, so the outermost bins do not sit on the axes
+        if x.1 > x.0 { axes::pad(x, false) } else { (x.0 - 0.5, x.1 + 0.5) }
     }
 
     fn shares(&self, cx: &Ctx<'_>) -> (Vec<f64>, Vec<Vec<f64>>) {
@@ -89,13 +90,18 @@ impl Histogram {
                     .filter(|(_, s)| **s > 0.0)
                     .map(|(i, s)| Rectangle::new([(edges[i], 0.0), (edges[i + 1], *s)], c.mix(0.55).filled())),
             )?;
-            let mut outline = vec![(edges[0], 0.0)];
-            for (i, s) in share.iter().enumerate() {
-                outline.push((edges[i], *s));
-                outline.push((edges[i + 1], *s));
+            // A step outline over the occupied bins only, so the panel's floor stays the axis.
+            let first = share.iter().position(|s| *s > 0.0);
+            let last = share.iter().rposition(|s| *s > 0.0);
+            if let (Some(a), Some(b)) = (first, last) {
+                let mut outline = vec![(edges[a], 0.0)];
+                for (i, s) in share.iter().enumerate().take(b + 1).skip(a) {
+                    outline.push((edges[i], *s));
+                    outline.push((edges[i + 1], *s));
+                }
+                outline.push((edges[b + 1], 0.0));
+                chart.draw_series(LineSeries::new(outline, c.stroke_width(2)))?;
             }
-            outline.push((edges[edges.len() - 1], 0.0));
-            chart.draw_series(LineSeries::new(outline, c.stroke_width(2)))?;
             let r = axes::plot_rect(&chart);
             let (bx, by) = panel.get_base_pixel();
             let label = format!("{name} ({} samples)", samples.len());
