@@ -231,15 +231,6 @@ pub fn id_ranges(ids: &[usize]) -> String {
     parts.join(", ")
 }
 
-/// Checks that `value` is one of `choices`.
-pub fn check_choice(param: &str, value: &str, choices: &[&str]) -> Result<(), ParamError> {
-    if choices.contains(&value) {
-        Ok(())
-    } else {
-        Err(ParamError::new(param, format!("one of: {}", choices.join(", ")), value))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,11 +281,5 @@ mod tests {
         let e = check_choices("fruit", &[Fruit::Apple, Fruit::Apple]).unwrap_err();
         assert!(e.to_string().contains("apple, pear"), "{e}");
         assert!(check_choices::<Fruit>("fruit", &[]).is_err());
-    }
-
-    #[test]
-    fn choice_lists_the_choices() {
-        let e = check_choice("mode", "x", &["a", "b"]).unwrap_err();
-        assert_eq!(e.to_string(), "mode must be one of: a, b, got \"x\"");
     }
 }

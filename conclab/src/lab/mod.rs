@@ -6,9 +6,11 @@ pub mod display;
 pub mod error;
 pub mod experiment;
 pub mod figure;
+pub mod findings;
 pub mod fit;
 pub mod limits;
 pub mod machine;
+pub mod noise;
 pub mod os;
 pub mod rayon_pool;
 pub mod report;
@@ -17,12 +19,12 @@ pub mod timing;
 pub mod together;
 pub mod work;
 
-pub use error::{
-    Choice, LabError, ParamError, RunError, check_choice, check_choices, check_cpu, check_list, check_range,
-};
+pub use error::{Choice, LabError, ParamError, RunError, check_choices, check_cpu, check_list, check_range};
 pub use experiment::{Experiment, Params, params_from_pairs};
 pub use figure::{Figure, Legend, Plot, Point, Scale, Series, Style, fmt_num};
+pub use findings::{Finding, Sure};
 pub use machine::{MachineCard, cores, pin_current_thread, thread_count, usable_cpus};
+pub use noise::{Load, LoadProbe};
 pub use report::{Report, ReportResult, Rich, ToJson};
 pub use table::Table;
 pub use timing::{Sampling, Stats};

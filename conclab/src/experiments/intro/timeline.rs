@@ -237,11 +237,8 @@ mod tests {
         // neighbouring slices may overlap a little; on one CPU the overlaps stay a small
         // share of the run (two threads truly running together would overlap all along).
         let s = &r.one_cpu.slices;
-        let overlap: f64 = s
-            .windows(2)
-            .filter(|w| w[0].task != w[1].task)
-            .map(|w| (w[0].end_ms - w[1].start_ms).max(0.0))
-            .sum();
+        let overlap: f64 =
+            s.windows(2).filter(|w| w[0].task != w[1].task).map(|w| (w[0].end_ms - w[1].start_ms).max(0.0)).sum();
         assert!(overlap < 0.25 * r.one_cpu.wall_ms, "{overlap} ms of overlap in {} ms", r.one_cpu.wall_ms);
         // Every task ran, and for about its CPU time in total.
         for task in 0..3 {

@@ -284,7 +284,7 @@ mod tests {
             assert!(lock_contention(&p).is_err(), "{p:?}");
         }
         let e = lock_contention(&LockContention { threads: vec![999], ..Default::default() }).unwrap_err();
-        assert_eq!(e.to_string(), "threads must be a list with every value in 1..=256, got [999]");
+        assert_eq!(e.to_string(), "threads must be a list of 1..=16 distinct values, each in 1..=256, got [999]");
     }
 
     #[test]
