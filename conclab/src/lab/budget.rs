@@ -46,6 +46,12 @@ pub fn check_estimate(params: &str, estimate: Duration) -> Result<(), ParamError
     })
 }
 
+/// The estimated time of `runs` timed runs of `duration_ms` each, plus ~20 ms per run
+/// for starting, releasing and joining its threads.
+pub fn timed_runs(runs: usize, duration_ms: u64) -> Duration {
+    Duration::from_millis((runs as u64).saturating_mul(duration_ms + 20))
+}
+
 /// Progress of one run through `total` steps (points, samples): quiet for
 /// [`QUIET_FOR`], then a line every few seconds; a [`RunError`] past [`HARD_LIMIT`].
 #[derive(Debug)]

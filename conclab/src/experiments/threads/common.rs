@@ -147,23 +147,32 @@ impl std::fmt::Display for Stalled {
 }
 
 /// Spins until `done()` holds; `Err` once `deadline` passes. After a short while it yields
-/// between looks, so a waiter that shares a CPU with the thread it waits for lets it run.
+/// between looks, so a waiter that shares a CPU with the thread it waits for lets it run;
+/// when this process may use only one CPU it yields at once (spinning there only burns
+/// the time slice the other thread needs).
 #[inline]
 pub fn spin_until(deadline: Instant, mut done: impl FnMut() -> bool) -> Result<(), Stalled> {
+    let (check_every, yield_after) = if one_cpu() { (1, 0) } else { (1024, 64 * 1024) };
     let mut spins = 0u32;
     while !done() {
         spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(1024) {
+        if spins.is_multiple_of(check_every) {
             if Instant::now() >= deadline {
                 return Err(Stalled);
             }
-            if spins >= 64 * 1024 {
+            if spins >= yield_after {
                 std::thread::yield_now();
             }
         }
         std::hint::spin_loop();
     }
     Ok(())
+}
+
+/// Whether this process may run on one CPU only (`taskset -c 0`, a one-CPU container).
+pub fn one_cpu() -> bool {
+    static ONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ONE.get_or_init(|| crate::lab::usable_cpus().len() < 2)
 }
 
 /// xorshift64: a tiny, fast, reproducible random generator for jitter and choices.

@@ -2,6 +2,7 @@
 //! `std::sync::Mutex` and `parking_lot::Mutex`, from one thread to more threads than cores.
 
 use super::common::{batched, run_for, stats, threads_error};
+use crate::lab::budget::{Progress, check_estimate, timed_runs};
 use crate::lab::machine::default_threads;
 use crate::lab::work::busy;
 use crate::lab::{
@@ -122,7 +123,9 @@ impl LockContention {
         check_range("duration_ms", self.duration_ms, 5..=2000)?;
         check_range("samples", self.samples, 1..=51)?;
         check_range("work_inside", self.work_inside, 0..=100_000)?;
-        check_range("work_outside", self.work_outside, 0..=100_000)
+        check_range("work_outside", self.work_outside, 0..=100_000)?;
+        let runs = self.threads.len() * self.locks.len() * self.samples;
+        check_estimate("threads × locks × samples × duration_ms", timed_runs(runs, self.duration_ms))
     }
 }
 
@@ -157,6 +160,7 @@ pub struct LockContentionReport {
 /// The counter is checked against the threads' own counts afterwards.
 pub fn lock_contention(p: &LockContention) -> Result<LockContentionReport, LabError> {
     p.validate()?;
+    let mut progress = Progress::new("contention", p.locks.len() * p.threads.len());
     let d = Duration::from_millis(p.duration_ms);
     let (inside, outside) = (p.work_inside, p.work_outside);
     let mut rows = Vec::new();
@@ -190,6 +194,7 @@ pub fn lock_contention(p: &LockContention) -> Result<LockContentionReport, LabEr
                 involuntary_per_s: invol as f64 / secs,
                 exact,
             });
+            progress.step()?;
         }
     }
     Ok(LockContentionReport { params: p.clone(), cores: cores(), rows })

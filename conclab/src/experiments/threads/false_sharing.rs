@@ -2,6 +2,7 @@
 //! down when the counters share a cache line.
 
 use super::common::{batched, run_for, stats, threads_error};
+use crate::lab::budget::{Progress, check_estimate, timed_runs};
 use crate::lab::machine::default_threads;
 use crate::lab::{
     Figure, LabError, ParamError, Point, Report, Series, Stats, Style, Table, check_choices, check_list, check_range,
@@ -54,7 +55,9 @@ impl FalseSharing {
         check_list("threads", &self.threads, 16, 1..=256)?;
         check_choices("layouts", &self.layouts)?;
         check_range("duration_ms", self.duration_ms, 5..=2000)?;
-        check_range("samples", self.samples, 1..=51)
+        check_range("samples", self.samples, 1..=51)?;
+        let runs = self.threads.len() * self.layouts.len() * self.samples;
+        check_estimate("threads × layouts × samples × duration_ms", timed_runs(runs, self.duration_ms))
     }
 }
 
@@ -83,6 +86,7 @@ pub struct FalseSharingReport {
 /// instructions are the same in all three; only where the counters sit differs.
 pub fn false_sharing(p: &FalseSharing) -> Result<FalseSharingReport, LabError> {
     p.validate()?;
+    let mut progress = Progress::new("false-sharing", p.layouts.len() * p.threads.len());
     let d = Duration::from_millis(p.duration_ms);
     let mut rows = Vec::new();
     for layout in CounterLayout::ALL.iter().copied().filter(|l| p.layouts.contains(l)) {
@@ -127,6 +131,7 @@ pub fn false_sharing(p: &FalseSharing) -> Result<FalseSharingReport, LabError> {
                 CounterLayout::Padded => std::mem::size_of::<CachePadded<AtomicU64>>(),
             };
             rows.push(FalseSharingRow { layout, threads: t, mops: stats(&mops), stride_bytes });
+            progress.step()?;
         }
     }
     Ok(FalseSharingReport { params: p.clone(), cores: cores(), rows })

@@ -2,6 +2,7 @@
 //! hardware and compiler really produce under each memory ordering.
 
 use super::common::{Rng, Stalled, spin_until, stats};
+use crate::lab::budget::{Progress, check_estimate};
 use crate::lab::{Figure, LabError, ParamError, Report, RunError, Stats, Table, check_choices, check_range, fmt_num};
 use crossbeam::utils::CachePadded;
 use serde::{Deserialize, Serialize};
@@ -59,10 +60,19 @@ pub const OUTCOMES: [&str; 4] = ["a=0, b=0", "a=0, b=1", "a=1, b=0", "a=1, b=1"]
 
 impl Litmus {
     pub fn validate(&self) -> Result<(), ParamError> {
-        check_range("trials", self.trials, 1_000..=10_000_000)?;
+        check_range("trials", self.trials, 1_000..=2_000_000)?;
         check_range("runs", self.runs, 1..=51)?;
         check_choices("orderings", &self.orderings)?;
-        check_range("jitter", self.jitter, 0..=100_000)
+        check_range("jitter", self.jitter, 0..=100_000)?;
+        // Measured on a 2-core VM: about 0.5 µs per trial plus 1.5 ns per jitter step
+        // (3.5 µs at the default jitter); message passing adds about as much again.
+        let per_trial_us = 0.5 + 0.0015 * self.jitter as f64;
+        let trials = (self.trials * self.runs * self.orderings.len()) as f64;
+        let passes = if self.message_passing { 1.5 } else { 1.0 };
+        check_estimate(
+            "trials × runs × orderings × jitter",
+            Duration::from_secs_f64(trials * per_trial_us * passes / 1e6),
+        )
     }
 }
 
@@ -128,6 +138,7 @@ pub struct LitmusReport {
 /// ARM or POWER, never on x86, whose stores leave in program order.
 pub fn litmus(p: &Litmus) -> Result<LitmusReport, LabError> {
     p.validate()?;
+    let mut progress = Progress::new("litmus", p.orderings.len());
     let limit = Duration::from_secs(10) + Duration::from_micros(p.trials as u64 * 20);
     let stalled = |_| {
         RunError::new(
@@ -145,6 +156,7 @@ pub fn litmus(p: &Litmus) -> Result<LitmusReport, LabError> {
         }
         let outcome_stats = (0..4).map(|o| stats(&counts.iter().map(|c| c[o] as f64).collect::<Vec<_>>())).collect();
         sb.push(SbRow { ordering: kind, counts, outcome_stats });
+        progress.step()?;
         if p.message_passing {
             let (mut observations, mut stale) = (0, 0);
             for _ in 0..p.runs {

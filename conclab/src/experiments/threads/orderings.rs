@@ -2,6 +2,7 @@
 //! `store`, with each ordering, from one thread to more threads than cores.
 
 use super::common::{batched, run_for, stats, threads_error};
+use crate::lab::budget::{Progress, check_estimate, timed_runs};
 use crate::lab::machine::default_threads;
 use crate::lab::{
     Figure, LabError, ParamError, Point, Report, Series, Stats, Style, Table, check_choices, check_list, check_range,
@@ -56,7 +57,9 @@ impl Orderings {
         check_list("threads", &self.threads, 16, 1..=256)?;
         check_choices("orderings", &self.orderings)?;
         check_range("duration_ms", self.duration_ms, 5..=2000)?;
-        check_range("samples", self.samples, 1..=51)
+        check_range("samples", self.samples, 1..=51)?;
+        let runs = self.threads.len() * self.orderings.len() * 2 * self.samples;
+        check_estimate("threads × orderings × samples × duration_ms", timed_runs(runs, self.duration_ms))
     }
 }
 
@@ -135,6 +138,7 @@ pub struct OrderingsReport {
 /// only a `SeqCst` store needs more than a plain move (an `xchg`); ARM differs.
 pub fn orderings(p: &Orderings) -> Result<OrderingsReport, LabError> {
     p.validate()?;
+    let mut progress = Progress::new("orderings", OPS.len() * p.orderings.len() * p.threads.len());
     let d = Duration::from_millis(p.duration_ms);
     let mut rows = Vec::new();
     for op in OPS {
@@ -154,6 +158,7 @@ pub fn orderings(p: &Orderings) -> Result<OrderingsReport, LabError> {
                     mops.push(run.mops());
                 }
                 rows.push(OrderingRow { op: op.into(), ordering, threads: t, mops: stats(&mops) });
+                progress.step()?;
             }
         }
     }

@@ -2,6 +2,7 @@
 //! without the threads having to meet after every step, and the context switches it costs.
 
 use super::common::{TimedBarrier, stats};
+use crate::lab::budget::{Progress, check_estimate};
 use crate::lab::os::Switches;
 use crate::lab::work::{busy, iters_per_ms};
 use crate::lab::{
@@ -59,7 +60,17 @@ impl Oversubscription {
         check_range("work_ms", self.work_ms, 1..=5000)?;
         check_range("phases", self.phases, 1..=10_000)?;
         check_range("samples", self.samples, 1..=51)?;
-        check_choices("workloads", &self.workloads)
+        check_choices("workloads", &self.workloads)?;
+        // Each point runs samples + 1 times, at best min(threads, CPUs) times faster than
+        // one thread; the lock-step job adds a barrier per phase (~50 µs per thread).
+        let cores = crate::lab::cores() as f64;
+        let per_workload_ms: f64 = self
+            .threads
+            .iter()
+            .map(|&t| self.work_ms as f64 / cores.min(t as f64) + self.phases as f64 * t as f64 * 0.05)
+            .sum();
+        let ms = per_workload_ms * (self.samples + 1) as f64 * self.workloads.len() as f64;
+        check_estimate("work_ms × phases × samples × thread counts", Duration::from_secs_f64(ms / 1e3))
     }
 }
 
@@ -92,6 +103,7 @@ pub struct OversubscriptionReport {
 /// timeout), as iterative numerical codes do.
 pub fn oversubscription(p: &Oversubscription) -> Result<OversubscriptionReport, LabError> {
     p.validate()?;
+    let mut progress = Progress::new("oversubscription", p.workloads.len() * p.threads.len());
     let total = p.work_ms * iters_per_ms();
     let mut rows = Vec::new();
     for workload in Workload::ALL.iter().copied().filter(|w| p.workloads.contains(w)) {
@@ -122,6 +134,7 @@ pub fn oversubscription(p: &Oversubscription) -> Result<OversubscriptionReport, 
                 voluntary: stats(&vol).median,
                 involuntary: stats(&invol).median,
             });
+            progress.step()?;
         }
         let base = base.expect("validated: 1 is among the counts");
         for r in rows.iter_mut().filter(|r| r.workload == workload) {

@@ -1,6 +1,8 @@
 //! Creation vs reuse: a new thread per work item against handing items to threads that
 //! already exist (a rayon `ThreadPool` and the hand-built `primitives::ThreadPool`).
 
+use crate::lab::budget::{Progress, check_estimate};
+use crate::lab::rayon_pool::JoinedPool;
 use crate::lab::work::{busy, iters_per_ms};
 use crate::lab::{
     Figure, LabError, ParamError, Point, Report, RunError, Sampling, Series, Stats, Style, Table, check_choices,
@@ -60,17 +62,13 @@ impl PoolVsSpawn {
         check_range("pool_threads", self.pool_threads, 1..=256)?;
         check_range("samples", self.samples, 1..=51)?;
         check_choices("methods", &self.methods)?;
-        let cpu_ms = self.work_ns.iter().max().copied().unwrap_or(0) as f64 * self.items as f64 / 1e6;
-        if cpu_ms > 20_000.0 {
-            return Err(ParamError::new(
-                "items",
-                format!(
-                    "a count whose largest job (items × work_ns) stays under 20 s of CPU, here ≤ {}",
-                    (20e9 / self.work_ns.iter().max().copied().unwrap_or(1) as f64) as u64
-                ),
-                self.items,
-            ));
-        }
+        // Per sample and work size: a spawn costs tens of µs (60 µs assumed) and every
+        // method runs the items' work, counted here as if on one CPU.
+        let spawns = if self.methods.contains(&PoolMethod::Spawn) { 60e-6 } else { 0.0 };
+        let per_item: f64 =
+            self.work_ns.iter().map(|&w| spawns + self.methods.len() as f64 * w as f64 * 1e-9).sum::<f64>();
+        let seconds = (self.samples + 1) as f64 * self.items as f64 * per_item;
+        check_estimate("items × work_ns × samples × methods", Duration::from_secs_f64(seconds))?;
         Ok(())
     }
 }
@@ -110,6 +108,7 @@ pub struct PoolVsSpawnReport {
 /// with every worker joined — before the call returns.
 pub fn pool_vs_spawn(p: &PoolVsSpawn) -> Result<PoolVsSpawnReport, LabError> {
     p.validate()?;
+    let mut progress = Progress::new("pool-vs-spawn", p.methods.len() * p.work_ns.len());
     let per_ns = iters_per_ms() as f64 / 1e6;
     let sampling = Sampling { warmup: 1, samples: p.samples };
     let pool_err = |e: std::io::Error| RunError::new(format!("starting a pool of {} threads", p.pool_threads), e);
@@ -121,19 +120,11 @@ pub fn pool_vs_spawn(p: &PoolVsSpawn) -> Result<PoolVsSpawnReport, LabError> {
         match method {
             PoolMethod::Rayon => {
                 let t = Instant::now();
-                drop(
-                    rayon::ThreadPoolBuilder::new()
-                        .num_threads(p.pool_threads)
-                        .build()
-                        .map_err(|e| pool_err(std::io::Error::other(e)))?,
-                );
+                // Build and drop, waiting until the workers have exited (as the own pool's
+                // drop joins them), so both build-and-drop costs mean the same thing.
+                drop(JoinedPool::new(p.pool_threads).map_err(pool_err)?);
                 build_and_drop_us.push((method, t.elapsed().as_secs_f64() * 1e6));
-                rayon_pool = Some(
-                    rayon::ThreadPoolBuilder::new()
-                        .num_threads(p.pool_threads)
-                        .build()
-                        .map_err(|e| pool_err(std::io::Error::other(e)))?,
-                );
+                rayon_pool = Some(JoinedPool::new(p.pool_threads).map_err(pool_err)?);
                 own_pool = None;
             }
             PoolMethod::Pool => {
@@ -171,6 +162,7 @@ pub fn pool_vs_spawn(p: &PoolVsSpawn) -> Result<PoolVsSpawnReport, LabError> {
                 })
                 .map_err(|e| RunError::new(format!("spawning a thread per item ({} items)", p.items), e))?;
             rows.push(PoolRow { method, work_ns: w, micros_per_item: stats.scaled(1e6 / p.items as f64) });
+            progress.step()?;
         }
         drop(rayon_pool); // joins its workers
         drop(own_pool); // joins its workers
@@ -178,19 +170,28 @@ pub fn pool_vs_spawn(p: &PoolVsSpawn) -> Result<PoolVsSpawnReport, LabError> {
     Ok(PoolVsSpawnReport { params: p.clone(), cores: cores(), rows, build_and_drop_us })
 }
 
+/// A new thread per item. At most as many are alive at once as this process can hold
+/// (see [`crate::lab::limits`]): past that, the oldest is joined before the next is
+/// spawned, so a large `items` never exhausts the memory maps and aborts the process.
 fn spawn_each(items: usize, iters: u64) -> Result<(), String> {
-    let mut handles = Vec::with_capacity(items);
+    let window = crate::lab::limits::Limits::current().thread_headroom().0.clamp(1, items.max(1));
+    let mut alive = std::collections::VecDeque::with_capacity(window);
     let mut error = None;
     for i in 0..items {
+        if alive.len() == window
+            && let Some(h) = alive.pop_front()
+        {
+            let _ = std::thread::JoinHandle::join(h);
+        }
         match std::thread::Builder::new().spawn(move || busy(iters, i as u64)) {
-            Ok(h) => handles.push(h),
+            Ok(h) => alive.push_back(h),
             Err(e) => {
                 error = Some(e.to_string());
                 break;
             }
         }
     }
-    for h in handles {
+    for h in alive {
         let _ = h.join();
     }
     error.map_or(Ok(()), Err)

@@ -3,6 +3,7 @@
 //! `try_lock` with back-off, and one coarse lock for everything.
 
 use super::common::{Rng, run_for, stats, threads_error};
+use crate::lab::budget::{Progress, check_estimate, timed_runs};
 use crate::lab::work::busy;
 use crate::lab::{Figure, LabError, ParamError, Report, Stats, Table, check_choices, check_list, check_range, fmt_num};
 use crossbeam::utils::Backoff;
@@ -66,7 +67,9 @@ impl LockStrategies {
         check_range("work_inside", self.work_inside, 0..=1_000_000)?;
         check_range("timeout_ms", self.timeout_ms, 1..=1000)?;
         check_range("duration_ms", self.duration_ms, 10..=5000)?;
-        check_range("samples", self.samples, 1..=51)
+        check_range("samples", self.samples, 1..=51)?;
+        let runs = self.threads.len() * self.strategies.len() * self.samples;
+        check_estimate("threads × strategies × samples × duration_ms", timed_runs(runs, self.duration_ms))
     }
 }
 
@@ -119,6 +122,7 @@ pub struct LockStrategiesReport {
 /// holding the first; "one_lock" has only one lock.
 pub fn lock_strategies(p: &LockStrategies) -> Result<LockStrategiesReport, LabError> {
     p.validate()?;
+    let mut progress = Progress::new("lock-strategies", p.strategies.len() * p.threads.len());
     let d = Duration::from_millis(p.duration_ms);
     let timeout = Duration::from_millis(p.timeout_ms);
     let n = p.accounts as u64;
@@ -219,6 +223,7 @@ pub fn lock_strategies(p: &LockStrategies) -> Result<LockStrategiesReport, LabEr
                 timeouts,
                 conserved,
             });
+            progress.step()?;
         }
     }
     Ok(LockStrategiesReport { params: p.clone(), rows })
