@@ -122,16 +122,28 @@ fn run(args: &[String]) -> Result<(), Stop> {
         LabError::Run(e) => Stop::Failed(e.to_string()),
     })?;
     print!("{}", report.table().to_text());
+    let findings = report.findings();
+    if !findings.is_empty() {
+        println!("\nWhat this run shows:");
+        for f in &findings {
+            println!("  - {}", f.line());
+        }
+    }
     let Some(dir) = out else { return Ok(()) };
     let json = serde_json::json!({
         "experiment": exp.name,
         "notebook": exp.notebook,
         "params": pairs.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
         "machine": serde_json::to_value(MachineCard::current()).unwrap_or_default(),
+        "findings": serde_json::to_value(&findings).unwrap_or_default(),
         "report": report.to_json(),
     });
     let mut files = vec![(format!("{}.json", exp.name), serde_json::to_string_pretty(&json).unwrap_or_default())];
-    for (i, f) in report.figures().iter().enumerate() {
+    let mut figures = report.figures();
+    if let Some(main) = figures.first_mut() {
+        *main = main.clone().findings(&findings);
+    }
+    for (i, f) in figures.iter().enumerate() {
         let file = if i == 0 { format!("{}.svg", exp.name) } else { format!("{}-{}.svg", exp.name, i + 1) };
         files.push((file, f.to_svg()));
     }

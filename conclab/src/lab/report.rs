@@ -2,6 +2,7 @@
 
 use crate::lab::error::{LabError, ParamError, RunError};
 use crate::lab::figure::Figure;
+use crate::lab::findings::Finding;
 use crate::lab::machine::MachineCard;
 use crate::lab::table::Table;
 
@@ -14,9 +15,17 @@ pub trait Report: ToJson {
     /// The measurements as a table.
     fn table(&self) -> Table;
 
-    /// The main figure.
+    /// What this run's data show, computed from the report itself: comparisons with
+    /// their numbers and how sure they are, counts with their trials, and how busy the
+    /// machine was. Shown under the main figure and printed by the CLI.
+    fn findings(&self) -> Vec<Finding> {
+        Vec::new()
+    }
+
+    /// The main figure, with the findings under it.
     fn figure(&self) -> Figure {
-        self.figures().into_iter().next().expect("a report draws at least one figure")
+        let fig = self.figures().into_iter().next().expect("a report draws at least one figure");
+        fig.findings(&self.findings())
     }
 }
 

@@ -2,6 +2,7 @@
 //! with Amdahl's law and the Universal Scalability Law fitted to the speedup.
 
 use crate::lab::budget::{Progress, check_estimate};
+use crate::lab::findings::separated;
 use crate::lab::fit::{Usl, amdahl, fit_amdahl, fit_usl, karp_flatt};
 use crate::lab::together::run_together;
 use crate::lab::work::{busy, iters_per_ms};
@@ -9,6 +10,7 @@ use crate::lab::{
     Figure, LabError, ParamError, Point, Report, RunError, Sampling, Series, Stats, Style, Table, check_list,
     check_range, cores, fmt_num,
 };
+use crate::lab::{Finding, Load, LoadProbe};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -78,6 +80,8 @@ pub struct ScalingReport {
     pub amdahl_p: Option<f64>,
     /// USL fitted to all std::thread speedups.
     pub usl: Option<Usl>,
+    /// How busy the machine was while this ran.
+    pub load: Load,
 }
 
 pub const THREADS: &str = "std::thread (scoped)";
@@ -88,6 +92,7 @@ pub const RAYON: &str = "rayon pool";
 /// the counts up to the number of cores) and the USL (to all counts) to the speedups.
 pub fn scaling(p: &Scaling) -> Result<ScalingReport, LabError> {
     p.validate()?;
+    let probe = LoadProbe::start();
     let total = p.work_ms * iters_per_ms();
     let sampling = Sampling { warmup: 1, samples: p.samples };
     let mut rows = Vec::new();
@@ -135,7 +140,8 @@ pub fn scaling(p: &Scaling) -> Result<ScalingReport, LabError> {
     let pts: Vec<(f64, f64)> =
         rows.iter().filter(|r| r.method == THREADS).map(|r| (r.threads as f64, r.speedup)).collect();
     let upto_cores: Vec<(f64, f64)> = pts.iter().copied().filter(|(t, _)| *t <= n as f64).collect();
-    Ok(ScalingReport { params: p.clone(), cores: n, amdahl_p: fit_amdahl(&upto_cores), usl: fit_usl(&pts), rows })
+    let load = probe.finish();
+    Ok(ScalingReport { params: p.clone(), cores: n, amdahl_p: fit_amdahl(&upto_cores), usl: fit_usl(&pts), rows, load })
 }
 
 fn split_with_rayon(total: u64, t: usize) -> u64 {
@@ -165,7 +171,44 @@ impl ScalingReport {
     }
 }
 
+impl ScalingReport {
+    fn row(&self, method: &str, threads: usize) -> Option<&ScalingRow> {
+        self.rows.iter().find(|r| r.method == method && r.threads == threads)
+    }
+}
+
 impl Report for ScalingReport {
+    fn findings(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let one = self.row(THREADS, 1);
+        // The largest count that still has a CPU per thread, and the fastest count overall.
+        let fit = self.params.threads.iter().copied().filter(|&t| t <= self.cores && t > 1).max();
+        if let (Some(one), Some(t)) = (one, fit.and_then(|t| self.row(THREADS, t))) {
+            let speedup = one.millis.median / t.millis.median;
+            let text = format!(
+                "With {} threads (one per CPU) the job ran {}× faster than on 1 thread; the ideal is {}×",
+                t.threads,
+                fmt_num(speedup),
+                t.threads
+            );
+            out.push(if separated(&one.millis, &t.millis) { Finding::clear(text) } else { Finding::unclear(text) });
+        }
+        let best = self.rows.iter().filter(|r| r.method == THREADS).max_by(|a, b| a.speedup.total_cmp(&b.speedup));
+        if let (Some(best), Some(max_t)) = (best, self.params.threads.iter().copied().max())
+            && max_t > self.cores
+        {
+            out.push(Finding::note(format!(
+                "Beyond {} CPUs, extra threads add no speed: the best was {}× at {} threads, {}× at {max_t}",
+                self.cores,
+                fmt_num(best.speedup),
+                best.threads,
+                fmt_num(self.row(THREADS, max_t).map_or(0.0, |r| r.speedup))
+            )));
+        }
+        out.push(Finding::note(self.load.sentence()));
+        out
+    }
+
     fn figures(&self) -> Vec<Figure> {
         let max_t = self.params.threads.iter().copied().max().unwrap_or(1) as f64;
         let mut f = Figure::lines(&self.headline(), "threads", "speedup over 1 thread (×); band: quartiles of T(n)");

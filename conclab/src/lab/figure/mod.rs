@@ -86,7 +86,10 @@ pub struct Figure {
     pub legend: Legend,
     /// Shown under the plot; defaults to the machine card's caption.
     pub caption: String,
-    /// Findings in words: drawn under the legend and listed in the plain-text summary.
+    /// What this run's data show (a report's [`crate::lab::Finding`]s), drawn under the
+    /// legend as a list headed "What this run shows:" and listed in the summary.
+    pub findings: Vec<String>,
+    /// Other remarks in words: drawn under the findings and listed in the summary.
     pub notes: Vec<String>,
     /// Builder calls that did not fit this kind of figure; drawn in red and summarised.
     pub errors: Vec<String>,
@@ -147,6 +150,7 @@ impl Figure {
             plot,
             legend: Legend::UpperLeft,
             caption: MachineCard::current().caption(),
+            findings: Vec::new(),
             notes: Vec::new(),
             errors: Vec::new(),
             width: 760,
@@ -276,6 +280,12 @@ impl Figure {
     }
 
     /// Adds a finding in words: drawn under the plot and listed in the summary.
+    /// Adds a report's findings (see [`crate::lab::Report::findings`]).
+    pub fn findings(mut self, findings: &[crate::lab::Finding]) -> Figure {
+        self.findings.extend(findings.iter().map(|f| f.line()));
+        self
+    }
+
     pub fn note(mut self, line: impl Into<String>) -> Figure {
         self.notes.push(line.into());
         self

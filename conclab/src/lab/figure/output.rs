@@ -34,6 +34,17 @@ fn entries(cx: &Ctx<'_>) -> Vec<Entry> {
     }
 }
 
+/// The heading of a figure's findings, in the SVG and the summary.
+pub(crate) const FINDINGS_HEADING: &str = "What this run shows:";
+
+/// The findings as a list under its heading (nothing when there are none).
+fn finding_lines(fig: &Figure) -> Vec<String> {
+    if fig.findings.is_empty() {
+        return Vec::new();
+    }
+    std::iter::once(FINDINGS_HEADING.to_string()).chain(fig.findings.iter().map(|f| format!("• {f}"))).collect()
+}
+
 /// Notes drawn under the legend: the kind's own, then the caller's.
 fn notes(cx: &Ctx<'_>) -> Vec<String> {
     let mut n = match &cx.fig.plot {
@@ -64,6 +75,7 @@ pub(crate) fn render(fig: &Figure) -> DrawResult<(String, Layout)> {
     let entries = entries(&cx);
     let legend_left = MARGIN + cx.y_area as i32;
     let legend_w = w - legend_left - MARGIN;
+    let findings = wrapped(&finding_lines(fig), BODY_PX, inner);
     let notes = wrapped(&notes(&cx), BODY_PX, inner);
     let errors = wrapped(&fig.errors.iter().map(|e| format!("figure error: {e}")).collect::<Vec<_>>(), BODY_PX, inner);
     let caption = text::wrap(&fig.caption, BODY_PX, inner);
@@ -74,7 +86,7 @@ pub(crate) fn render(fig: &Figure) -> DrawResult<(String, Layout)> {
         + block
         + legend::height(&entries, legend_w)
         + 6
-        + (notes.len() + errors.len() + caption.len()) as i32 * LINE_PX
+        + (findings.len() + notes.len() + errors.len() + caption.len()) as i32 * LINE_PX
         + 8;
 
     let mut svg = String::new();
@@ -104,7 +116,7 @@ pub(crate) fn render(fig: &Figure) -> DrawResult<(String, Layout)> {
         let left = plots.first().map_or(legend_left, |r| r.0);
         let legend = legend::draw(&root, &entries, left, y, w - left - MARGIN)?;
         y += legend::height(&entries, legend_w) + 6;
-        for (lines, color) in [(&notes, INK), (&errors, text::ERROR_RED), (&caption, GREY)] {
+        for (lines, color) in [(&findings, INK), (&notes, INK), (&errors, text::ERROR_RED), (&caption, GREY)] {
             for line in lines {
                 root.draw(&Text::new(line.clone(), (MARGIN, y), text::font(BODY_PX).color(&color).pos(top_left)))?;
                 y += LINE_PX;
@@ -137,6 +149,9 @@ pub(crate) fn summary(fig: &Figure) -> String {
         Plot::Bars(b) => b.summary(&cx, &mut s),
         Plot::Histogram(h) => h.summary(&cx, &mut s),
         Plot::Timeline(t) => t.summary(&mut s),
+    }
+    for f in finding_lines(fig) {
+        let _ = writeln!(s, "{f}");
     }
     for n in notes(&cx) {
         let _ = writeln!(s, "{n}");
