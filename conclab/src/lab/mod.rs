@@ -14,9 +14,11 @@ pub mod noise;
 pub mod os;
 pub mod rayon_pool;
 pub mod report;
+pub mod rng;
 pub mod table;
 pub mod timing;
 pub mod together;
+pub mod wait;
 pub mod work;
 
 pub use error::{Choice, LabError, ParamError, RunError, check_choices, check_cpu, check_list, check_range};

@@ -47,6 +47,21 @@ impl Stats {
         })
     }
 
+    /// Summarises `values`; all zeros (with `n` = 0) when there are none, so a report
+    /// can always hold a row.
+    pub fn of(values: &[f64]) -> Stats {
+        Stats::from_samples(values).unwrap_or(Stats {
+            n: 0,
+            median: 0.0,
+            p25: 0.0,
+            p75: 0.0,
+            min: 0.0,
+            max: 0.0,
+            mean: 0.0,
+            cv: 0.0,
+        })
+    }
+
     /// Rates from durations: `units / seconds` for each sample, summarised (so quartiles
     /// come from the rates themselves and cannot be swapped by mistake).
     pub fn rates(units: f64, seconds: &[f64]) -> Option<Stats> {

@@ -1,8 +1,13 @@
 //! Starting threads together: spawn all of them first, then release them at once, so a
 //! measurement covers the work and not thread creation; and never hang if a thread
-//! cannot be created.
+//! cannot be created. [`run_together`] runs a job to completion on n threads;
+//! [`run_for`] runs n workers for a fixed time and counts their operations.
 
+use crate::lab::RunError;
+use crate::lab::os::Switches;
+use serde::Serialize;
 use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -142,10 +147,123 @@ where
     })
 }
 
+/// What a [`run_for`] measured: each worker's operation count and own running time, and
+/// the context switches of all workers together.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Run {
+    pub ops: Vec<u64>,
+    pub secs: Vec<f64>,
+    pub switches: Switches,
+}
+
+impl Run {
+    /// Total throughput in millions of operations per second: the sum of every worker's
+    /// own rate, so a worker that started late is not charged for the wait.
+    pub fn mops(&self) -> f64 {
+        self.ops.iter().zip(&self.secs).map(|(o, s)| if *s > 0.0 { *o as f64 / s } else { 0.0 }).sum::<f64>() / 1e6
+    }
+
+    /// Fewest operations of a worker divided by most (1 = perfectly even; 0 = someone starved).
+    pub fn fairness(&self) -> f64 {
+        let max = self.ops.iter().copied().max().unwrap_or(0);
+        let min = self.ops.iter().copied().min().unwrap_or(0);
+        if max == 0 { 1.0 } else { min as f64 / max as f64 }
+    }
+
+    /// Sum of every worker's running time, in seconds.
+    pub fn thread_seconds(&self) -> f64 {
+        self.secs.iter().sum()
+    }
+}
+
+/// Operations per stop-flag check: keeps the check out of the measured cost while bounding
+/// how long a worker runs past the end.
+pub const BATCH: u64 = 64;
+
+/// Runs `op` in batches until `stop` is set; returns how many times it ran.
+#[inline]
+pub fn batched(stop: &AtomicBool, mut op: impl FnMut()) -> u64 {
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        for _ in 0..BATCH {
+            op();
+        }
+        n += BATCH;
+    }
+    n
+}
+
+/// Starts `threads` scoped workers, lets them all begin at once, stops them after
+/// `duration`, and joins every one. `body(i, stop)` is worker `i`'s loop: it must return
+/// (with its operation count) soon after `stop` is set. An error if the OS refuses a
+/// thread or a worker panics; the workers already started are stopped and joined first.
+pub fn run_for<F>(threads: usize, duration: Duration, body: F) -> Result<Run, String>
+where
+    F: Fn(usize, &AtomicBool) -> u64 + Sync,
+{
+    let ready = AtomicUsize::new(0);
+    let go = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let mut handles = Vec::with_capacity(threads);
+        let mut failed = None;
+        for i in 0..threads {
+            let (ready, go, stop, body) = (&ready, &go, &stop, &body);
+            let spawned = std::thread::Builder::new().spawn_scoped(s, move || {
+                ready.fetch_add(1, Ordering::AcqRel);
+                while !go.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                }
+                let before = Switches::this_thread();
+                let t = Instant::now();
+                let ops = body(i, stop);
+                (ops, t.elapsed().as_secs_f64(), Switches::this_thread().since(before))
+            });
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    failed = Some(format!("the OS refused thread {} ({e})", i + 1));
+                    stop.store(true, Ordering::Release);
+                    break;
+                }
+            }
+        }
+        // Wait (bounded) until every worker is ready, so they start together.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while failed.is_none() && ready.load(Ordering::Acquire) < handles.len() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        go.store(true, Ordering::Release);
+        if failed.is_none() {
+            std::thread::sleep(duration);
+        }
+        stop.store(true, Ordering::Release);
+        let mut run = Run::default();
+        for h in handles {
+            match h.join() {
+                Ok((ops, secs, sw)) => {
+                    run.ops.push(ops);
+                    run.secs.push(secs);
+                    run.switches = run.switches + sw;
+                }
+                Err(_) => failed = failed.or(Some("a worker thread panicked".into())),
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(run),
+        }
+    })
+}
+
+/// Turns a failed run into the error an experiment returns, blaming the thread count.
+pub fn threads_error(threads: usize) -> impl Fn(String) -> RunError {
+    move |e| RunError::new(format!("running {threads} threads"), e)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn all_threads_run_and_results_keep_their_order() {
@@ -189,5 +307,18 @@ mod tests {
         let g = Gate::new();
         g.open();
         assert!(g.wait(Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn run_for_counts_and_joins() {
+        let r = run_for(3, Duration::from_millis(20), |i, stop| {
+            batched(stop, || {
+                std::hint::black_box(i);
+            })
+        })
+        .unwrap();
+        assert_eq!(r.ops.len(), 3);
+        assert!(r.ops.iter().all(|o| *o > 0 && o % BATCH == 0));
+        assert!(r.mops() > 0.0 && r.fairness() > 0.0 && r.fairness() <= 1.0);
     }
 }

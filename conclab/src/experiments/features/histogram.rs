@@ -2,6 +2,7 @@
 //! histogram — done five ways, throughput vs thread count.
 
 use crate::lab::budget::{Progress, check_estimate};
+use crate::lab::rng::Rng;
 use crate::lab::together::run_together;
 use crate::lab::{
     Figure, LabError, ParamError, Point, Report, RunError, Sampling, Series, Stats, Style, Table, check_choices,
@@ -95,15 +96,6 @@ pub struct HistogramReport {
     pub rows: Vec<HistogramRow>,
 }
 
-/// The value stream each thread counts: a xorshift sequence, so buckets are hit evenly
-/// and the compiler cannot predict them.
-fn next(x: &mut u64) -> u64 {
-    *x ^= *x << 13;
-    *x ^= *x >> 7;
-    *x ^= *x << 17;
-    *x
-}
-
 /// Counts `ops_per_thread` pseudo-random values per thread into `buckets` counters, five
 /// ways: one `Mutex<Vec<u64>>`; one `RwLock<Vec<u64>>` (write-locked for every value);
 /// a `Vec<AtomicU64>` (`fetch_add`, `Relaxed`); per-thread shards merged at the end; and
@@ -146,9 +138,9 @@ fn count(way: HistogramWay, threads: usize, ops: u64, buckets: usize) -> std::io
         HistogramWay::Mutex => {
             let h = Mutex::new(vec![0u64; buckets]);
             let done = run_together(threads, ready, |i| {
-                let mut x = seed(i);
+                let mut x = Rng::new(i as u64 + 1);
                 for _ in 0..ops {
-                    let k = (next(&mut x) % b) as usize;
+                    let k = (x.next_u64() % b) as usize;
                     h.lock().unwrap_or_else(|e| e.into_inner())[k] += 1;
                 }
             })?;
@@ -157,9 +149,9 @@ fn count(way: HistogramWay, threads: usize, ops: u64, buckets: usize) -> std::io
         HistogramWay::RwLock => {
             let h = RwLock::new(vec![0u64; buckets]);
             let done = run_together(threads, ready, |i| {
-                let mut x = seed(i);
+                let mut x = Rng::new(i as u64 + 1);
                 for _ in 0..ops {
-                    let k = (next(&mut x) % b) as usize;
+                    let k = (x.next_u64() % b) as usize;
                     h.write().unwrap_or_else(|e| e.into_inner())[k] += 1;
                 }
             })?;
@@ -168,9 +160,9 @@ fn count(way: HistogramWay, threads: usize, ops: u64, buckets: usize) -> std::io
         HistogramWay::Atomic => {
             let h: Vec<AtomicU64> = (0..buckets).map(|_| AtomicU64::new(0)).collect();
             let done = run_together(threads, ready, |i| {
-                let mut x = seed(i);
+                let mut x = Rng::new(i as u64 + 1);
                 for _ in 0..ops {
-                    h[(next(&mut x) % b) as usize].fetch_add(1, Ordering::Relaxed);
+                    h[(x.next_u64() % b) as usize].fetch_add(1, Ordering::Relaxed);
                 }
             })?;
             Ok((h.into_iter().map(AtomicU64::into_inner).collect(), done.wall))
@@ -178,9 +170,9 @@ fn count(way: HistogramWay, threads: usize, ops: u64, buckets: usize) -> std::io
         HistogramWay::Shards => {
             let done = run_together(threads, ready, |i| {
                 let mut mine = vec![0u64; buckets];
-                let mut x = seed(i);
+                let mut x = Rng::new(i as u64 + 1);
                 for _ in 0..ops {
-                    mine[(next(&mut x) % b) as usize] += 1;
+                    mine[(x.next_u64() % b) as usize] += 1;
                 }
                 mine
             })?;
@@ -210,9 +202,9 @@ fn count(way: HistogramWay, threads: usize, ops: u64, buckets: usize) -> std::io
                 })?;
                 let sent = run_together(threads, ready, |i| {
                     let tx = tx.clone();
-                    let mut x = seed(i);
+                    let mut x = Rng::new(i as u64 + 1);
                     for _ in 0..ops {
-                        if tx.send((next(&mut x) % b) as u32).is_err() {
+                        if tx.send((x.next_u64() % b) as u32).is_err() {
                             break;
                         }
                     }
@@ -224,10 +216,6 @@ fn count(way: HistogramWay, threads: usize, ops: u64, buckets: usize) -> std::io
             })
         }
     }
-}
-
-fn seed(i: usize) -> u64 {
-    0x9E37_79B9_7F4A_7C15u64.wrapping_mul(i as u64 + 1) | 1
 }
 
 impl HistogramReport {

@@ -1,7 +1,6 @@
 //! What a closure's captures cost when a thread starts: borrowing (scoped), moving,
 //! cloning an `Arc`, or cloning the data itself.
 
-use super::common::stats;
 use crate::lab::{
     Figure, LabError, ParamError, Point, Report, RunError, Series, Stats, Style, Table, check_choices, check_list,
     check_range, fmt_num,
@@ -111,7 +110,7 @@ pub fn capture_cost(p: &CaptureCost) -> Result<CaptureCostReport, LabError> {
             }
         }
         for (k, &mode) in modes.iter().enumerate() {
-            rows.push(CaptureRow { mode, size_kib: kib, micros: stats(&micros[k]) });
+            rows.push(CaptureRow { mode, size_kib: kib, micros: Stats::of(&micros[k]) });
         }
     }
     Ok(CaptureCostReport { params: p.clone(), rows })

@@ -1,9 +1,11 @@
 //! Locks under contention: threads increment one counter behind a hand-built spin lock,
 //! `std::sync::Mutex` and `parking_lot::Mutex`, from one thread to more threads than cores.
 
-use super::common::{batched, run_for, stats, threads_error};
 use crate::lab::budget::{Progress, check_estimate, timed_runs};
 use crate::lab::machine::default_threads;
+use crate::lab::together::batched;
+use crate::lab::together::run_for;
+use crate::lab::together::threads_error;
 use crate::lab::work::busy;
 use crate::lab::{
     Figure, LabError, ParamError, Point, Report, Series, Stats, Style, Table, check_choices, check_list, check_range,
@@ -56,7 +58,7 @@ fn hammer<L: CounterLock>(
     d: Duration,
     inside: u64,
     outside: u64,
-) -> (Result<super::common::Run, String>, u64) {
+) -> (Result<crate::lab::together::Run, String>, u64) {
     let run = run_for(t, d, |_, stop| {
         batched(stop, || {
             lock.with(|g| {
@@ -188,8 +190,8 @@ pub fn lock_contention(p: &LockContention) -> Result<LockContentionReport, LabEr
             rows.push(ContentionRow {
                 lock,
                 threads: t,
-                mops: stats(&mops),
-                fairness: stats(&fair).median,
+                mops: Stats::of(&mops),
+                fairness: Stats::of(&fair).median,
                 voluntary_per_s: vol as f64 / secs,
                 involuntary_per_s: invol as f64 / secs,
                 exact,

@@ -2,7 +2,7 @@
 //! detector watching the wait-for graph finds the cycle, names it, and makes one thread
 //! back off. Every wait is timed, so nothing can hang.
 
-use super::common::Rng;
+use crate::lab::rng::Rng;
 use crate::lab::{Figure, LabError, ParamError, Report, RunError, Table, check_range, fmt_num, thread_count};
 use crate::primitives::{WaitEdge, WaitForGraph};
 use serde::{Deserialize, Serialize};

@@ -1,9 +1,11 @@
 //! False sharing: threads that each increment their *own* counter still slow each other
 //! down when the counters share a cache line.
 
-use super::common::{batched, run_for, stats, threads_error};
 use crate::lab::budget::{Progress, check_estimate, timed_runs};
 use crate::lab::machine::default_threads;
+use crate::lab::together::batched;
+use crate::lab::together::run_for;
+use crate::lab::together::threads_error;
 use crate::lab::{
     Figure, LabError, ParamError, Point, Report, Series, Stats, Style, Table, check_choices, check_list, check_range,
     cores, fmt_num,
@@ -130,7 +132,7 @@ pub fn false_sharing(p: &FalseSharing) -> Result<FalseSharingReport, LabError> {
                 CounterLayout::Adjacent => std::mem::size_of::<AtomicU64>(),
                 CounterLayout::Padded => std::mem::size_of::<CachePadded<AtomicU64>>(),
             };
-            rows.push(FalseSharingRow { layout, threads: t, mops: stats(&mops), stride_bytes });
+            rows.push(FalseSharingRow { layout, threads: t, mops: Stats::of(&mops), stride_bytes });
             progress.step()?;
         }
     }

@@ -1,8 +1,10 @@
 //! Litmus tests: tiny two-thread programs run many times, counting which outcomes the
 //! hardware and compiler really produce under each memory ordering.
 
-use super::common::{Rng, Stalled, spin_until, stats};
 use crate::lab::budget::{Progress, check_estimate};
+use crate::lab::rng::Rng;
+use crate::lab::wait::Stalled;
+use crate::lab::wait::spin_until;
 use crate::lab::{Figure, LabError, ParamError, Report, RunError, Stats, Table, check_choices, check_range, fmt_num};
 use crossbeam::utils::CachePadded;
 use serde::{Deserialize, Serialize};
@@ -154,7 +156,8 @@ pub fn litmus(p: &Litmus) -> Result<LitmusReport, LabError> {
             counts
                 .push(store_buffering(kind, p.trials, p.jitter, run as u64, Instant::now() + limit).map_err(stalled)?);
         }
-        let outcome_stats = (0..4).map(|o| stats(&counts.iter().map(|c| c[o] as f64).collect::<Vec<_>>())).collect();
+        let outcome_stats =
+            (0..4).map(|o| Stats::of(&counts.iter().map(|c| c[o] as f64).collect::<Vec<_>>())).collect();
         sb.push(SbRow { ordering: kind, counts, outcome_stats });
         progress.step()?;
         if p.message_passing {

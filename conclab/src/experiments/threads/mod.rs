@@ -1,7 +1,6 @@
 //! Experiments of notebook 03, "Threads, atomics and deadlocks".
 
 pub mod capture;
-mod common;
 pub mod contention;
 pub mod deadlock;
 pub mod false_sharing;

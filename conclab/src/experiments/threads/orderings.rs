@@ -1,9 +1,11 @@
 //! What a memory ordering costs: a shared counter's `fetch_add` and a thread's own
 //! `store`, with each ordering, from one thread to more threads than cores.
 
-use super::common::{batched, run_for, stats, threads_error};
 use crate::lab::budget::{Progress, check_estimate, timed_runs};
 use crate::lab::machine::default_threads;
+use crate::lab::together::batched;
+use crate::lab::together::run_for;
+use crate::lab::together::threads_error;
 use crate::lab::{
     Figure, LabError, ParamError, Point, Report, Series, Stats, Style, Table, check_choices, check_list, check_range,
     cores, fmt_num,
@@ -86,7 +88,7 @@ const fn ordering_pair(k: u8) -> (Ordering, Ordering) {
     }
 }
 
-fn shared_fetch_add<const K: u8>(t: usize, d: Duration) -> Result<super::common::Run, String> {
+fn shared_fetch_add<const K: u8>(t: usize, d: Duration) -> Result<crate::lab::together::Run, String> {
     let c = AtomicU64::new(0);
     run_for(t, d, |_, stop| {
         batched(stop, || {
@@ -95,7 +97,7 @@ fn shared_fetch_add<const K: u8>(t: usize, d: Duration) -> Result<super::common:
     })
 }
 
-fn own_store<const K: u8>(t: usize, d: Duration) -> Result<super::common::Run, String> {
+fn own_store<const K: u8>(t: usize, d: Duration) -> Result<crate::lab::together::Run, String> {
     let slots: Vec<CachePadded<AtomicU64>> = (0..t).map(|_| CachePadded::new(AtomicU64::new(0))).collect();
     run_for(t, d, |i, stop| {
         let s = &slots[i];
@@ -157,7 +159,7 @@ pub fn orderings(p: &Orderings) -> Result<OrderingsReport, LabError> {
                     .map_err(threads_error(t))?;
                     mops.push(run.mops());
                 }
-                rows.push(OrderingRow { op: op.into(), ordering, threads: t, mops: stats(&mops) });
+                rows.push(OrderingRow { op: op.into(), ordering, threads: t, mops: Stats::of(&mops) });
                 progress.step()?;
             }
         }

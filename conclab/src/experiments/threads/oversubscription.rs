@@ -1,9 +1,9 @@
 //! Oversubscription: a fixed CPU-bound job over far more threads than cores, with and
 //! without the threads having to meet after every step, and the context switches it costs.
 
-use super::common::{TimedBarrier, stats};
 use crate::lab::budget::{Progress, check_estimate};
 use crate::lab::os::Switches;
+use crate::lab::wait::TimedBarrier;
 use crate::lab::work::{busy, iters_per_ms};
 use crate::lab::{
     Figure, LabError, ParamError, Point, Report, RunError, Series, Stats, Style, Table, check_choices, check_list,
@@ -122,7 +122,7 @@ pub fn oversubscription(p: &Oversubscription) -> Result<OversubscriptionReport, 
                     invol.push(sw.involuntary as f64);
                 }
             }
-            let millis = stats(&ms);
+            let millis = Stats::of(&ms);
             if t == 1 {
                 base = Some(millis.median);
             }
@@ -131,8 +131,8 @@ pub fn oversubscription(p: &Oversubscription) -> Result<OversubscriptionReport, 
                 threads: t,
                 millis,
                 speedup: 0.0,
-                voluntary: stats(&vol).median,
-                involuntary: stats(&invol).median,
+                voluntary: Stats::of(&vol).median,
+                involuntary: Stats::of(&invol).median,
             });
             progress.step()?;
         }

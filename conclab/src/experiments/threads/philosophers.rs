@@ -2,7 +2,7 @@
 //! to eat. Taking the left fork first can deadlock; taking the lower-numbered fork first
 //! cannot — and with fair locks every philosopher keeps eating.
 
-use super::common::Rng;
+use crate::lab::rng::Rng;
 use crate::lab::{Figure, LabError, ParamError, Point, Report, RunError, Series, Style, Table, check_range, fmt_num};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

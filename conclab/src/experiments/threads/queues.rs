@@ -1,7 +1,7 @@
 //! Lock-free vs locked queues: producers hand items to consumers through
 //! `crossbeam::queue::ArrayQueue`, `SegQueue`, and a `Mutex<VecDeque>`.
 
-use super::common::stats;
+use crate::lab::together::run_together;
 use crate::lab::{
     Figure, LabError, ParamError, Report, RunError, Stats, Table, check_choices, check_list, check_range, fmt_num,
 };
@@ -10,7 +10,7 @@ use crossbeam::utils::Backoff;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Parameters of [`queues`].
@@ -150,116 +150,69 @@ pub fn queues(p: &Queues) -> Result<QueuesReport, LabError> {
                 exact &= ok;
                 mops.push(p.items as f64 / secs / 1e6);
             }
-            rows.push(QueueRow { queue: q, pairs: n, mops: stats(&mops), exact });
+            rows.push(QueueRow { queue: q, pairs: n, mops: Stats::of(&mops), exact });
         }
     }
     Ok(QueuesReport { params: p.clone(), rows })
 }
 
 /// One sample: seconds from start to the last pop, and whether the sum checked out.
+/// Threads 0..pairs produce, pairs..2·pairs consume; all start together
+/// ([`run_together`]), and every wait gives up at the deadline.
 fn pass<Q: Queue>(q: &Q, pairs: usize, items: usize, limit: Duration) -> Result<(f64, bool), String> {
     let producing = AtomicUsize::new(pairs);
-    let go = AtomicBool::new(false);
     let deadline = Instant::now() + limit;
     let per = items / pairs;
-    std::thread::scope(|s| {
-        let mut producers = Vec::new();
-        let mut consumers = Vec::new();
-        let mut failed = None;
-        for k in 0..pairs {
-            let (producing, go) = (&producing, &go);
-            let lo = k * per + 1;
-            let hi = if k + 1 == pairs { items } else { (k + 1) * per };
-            let pr = std::thread::Builder::new().spawn_scoped(s, move || {
-                while !go.load(Ordering::Acquire) {
-                    std::thread::yield_now();
+    let produce = |k: usize| -> Result<u64, String> {
+        let lo = k * per + 1;
+        let hi = if k + 1 == pairs { items } else { (k + 1) * per };
+        let mut result = Ok(0);
+        'items: for v in lo as u64..=hi as u64 {
+            let backoff = Backoff::new();
+            let mut v = v;
+            while let Err(back) = q.push(v) {
+                v = back;
+                if backoff.is_completed() && Instant::now() >= deadline {
+                    result = Err("producers stalled".to_string());
+                    break 'items;
                 }
-                let mut result = Ok(());
-                'items: for v in lo as u64..=hi as u64 {
-                    let backoff = Backoff::new();
-                    let mut v = v;
-                    while let Err(back) = q.push(v) {
-                        v = back;
-                        if backoff.is_completed() && Instant::now() >= deadline {
-                            result = Err("producers stalled".to_string());
-                            break 'items;
-                        }
-                        backoff.snooze();
-                    }
-                }
-                producing.fetch_sub(1, Ordering::AcqRel);
-                result
-            });
-            let co = std::thread::Builder::new().spawn_scoped(s, move || {
-                while !go.load(Ordering::Acquire) {
-                    std::thread::yield_now();
-                }
-                let (mut sum, backoff) = (0u64, Backoff::new());
-                loop {
-                    if let Some(v) = q.pop() {
-                        sum += v;
-                        backoff.reset();
-                    } else if producing.load(Ordering::Acquire) == 0 {
-                        // Nothing more will be pushed: drain what is left, then stop.
-                        while let Some(v) = q.pop() {
-                            sum += v;
-                        }
-                        return Ok((sum, Instant::now()));
-                    } else {
-                        if backoff.is_completed() && Instant::now() >= deadline {
-                            return Err("consumers stalled".to_string());
-                        }
-                        backoff.snooze();
-                    }
-                }
-            });
-            match (pr, co) {
-                (Ok(a), Ok(b)) => {
-                    producers.push(a);
-                    consumers.push(b);
-                }
-                (a, b) => {
-                    failed = Some("the OS refused a thread".to_string());
-                    // A half-started pair still has to end: count the producer as done.
-                    if let Ok(a) = a {
-                        producers.push(a);
-                    } else {
-                        producing.fetch_sub(1, Ordering::AcqRel);
-                    }
-                    if let Ok(b) = b {
-                        consumers.push(b);
-                    }
-                    // The pairs not started yet will never produce.
-                    producing.fetch_sub(pairs - k - 1, Ordering::AcqRel);
-                    break;
-                }
+                backoff.snooze();
             }
         }
-        let t0 = Instant::now();
-        go.store(true, Ordering::Release);
-        for h in producers {
-            if let Err(e) = h.join().unwrap_or_else(|_| Err("a producer panicked".into())) {
-                failed = failed.or(Some(e));
-            }
-        }
-        let (mut sum, mut end) = (0u64, t0);
-        for h in consumers {
-            match h.join().unwrap_or_else(|_| Err("a consumer panicked".into())) {
-                Ok((s, t)) => {
-                    sum += s;
-                    end = end.max(t);
+        producing.fetch_sub(1, Ordering::AcqRel);
+        result
+    };
+    let consume = || -> Result<u64, String> {
+        let (mut sum, backoff) = (0u64, Backoff::new());
+        loop {
+            if let Some(v) = q.pop() {
+                sum += v;
+                backoff.reset();
+            } else if producing.load(Ordering::Acquire) == 0 {
+                // Nothing more will be pushed: drain what is left, then stop.
+                while let Some(v) = q.pop() {
+                    sum += v;
                 }
-                Err(e) => failed = failed.or(Some(e)),
+                return Ok(sum);
+            } else {
+                if backoff.is_completed() && Instant::now() >= deadline {
+                    return Err("consumers stalled".to_string());
+                }
+                backoff.snooze();
             }
         }
-        match failed {
-            Some(e) => Err(e),
-            None => {
-                let n = items as u64;
-                Ok(((end - t0).as_secs_f64().max(1e-9), sum == n * (n + 1) / 2))
-            }
+    };
+    let done = run_together(2 * pairs, |_| Ok(()), |i| if i < pairs { produce(i) } else { consume() })
+        .map_err(|e| e.to_string())?;
+    let mut sum = 0;
+    for (i, r) in done.results.into_iter().enumerate() {
+        let v = r?;
+        if i >= pairs {
+            sum += v;
         }
-    })
+    }
+    let n = items as u64;
+    Ok((done.wall.as_secs_f64().max(1e-9), sum == n * (n + 1) / 2))
 }
 
 impl QueuesReport {

@@ -2,8 +2,10 @@
 //! with four strategies — none (timeouts catch the deadlocks), a global lock order,
 //! `try_lock` with back-off, and one coarse lock for everything.
 
-use super::common::{Rng, run_for, stats, threads_error};
 use crate::lab::budget::{Progress, check_estimate, timed_runs};
+use crate::lab::rng::Rng;
+use crate::lab::together::run_for;
+use crate::lab::together::threads_error;
 use crate::lab::work::busy;
 use crate::lab::{Figure, LabError, ParamError, Report, Stats, Table, check_choices, check_list, check_range, fmt_num};
 use crossbeam::utils::Backoff;
@@ -218,7 +220,7 @@ pub fn lock_strategies(p: &LockStrategies) -> Result<LockStrategiesReport, LabEr
             rows.push(StrategyRow {
                 strategy,
                 threads: t,
-                ktransfers: stats(&kt),
+                ktransfers: Stats::of(&kt),
                 retries_per_transfer: retries as f64 / done.max(1) as f64,
                 timeouts,
                 conserved,
