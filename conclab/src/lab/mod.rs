@@ -8,6 +8,8 @@ pub mod fit;
 pub mod machine;
 pub mod os;
 pub mod report;
+#[cfg(feature = "rt")]
+pub mod rt;
 pub mod table;
 pub mod timing;
 pub mod together;

@@ -95,6 +95,23 @@ impl<T: Rich> Rich for Result<T, ParamError> {
     }
 }
 
+#[cfg(feature = "rt")]
+impl Rich for crate::lab::rt::RtError {
+    fn evcxr_display(&self) {
+        crate::lab::rt::RtError::evcxr_display(self)
+    }
+}
+
+#[cfg(feature = "rt")]
+impl<T: Rich> Rich for Result<T, crate::lab::rt::RtError> {
+    fn evcxr_display(&self) {
+        match self {
+            Ok(v) => v.evcxr_display(),
+            Err(e) => e.evcxr_display(),
+        }
+    }
+}
+
 impl ParamError {
     /// Shows the error as a red box (rich output, so it cannot be lost the way stderr
     /// can), with the plain message beside it.
