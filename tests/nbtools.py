@@ -257,9 +257,12 @@ def settled_thread_count(pid: int, before: int, limit: float = 3.0) -> int | Non
         time.sleep(0.05)
 
 
-def execute(nb, param_set: str, cell_timeout: int, threads: dict | None = None) -> tuple[float, dict[int, float]]:
-    """Runs nb in place on the `rust` kernel (from the notebooks folder, so relative
-    `:dep` paths resolve) after injecting param_set; returns total and per-cell seconds.
+def execute(
+    nb, param_set: str, cell_timeout: int, threads: dict | None = None, cwd: Path = NOTEBOOKS
+) -> tuple[float, dict[int, float]]:
+    """Runs nb in place on the `rust` kernel (from `cwd`, the notebooks folder by default,
+    so relative `:dep` paths resolve) after injecting param_set; returns total and per-cell
+    seconds.
 
     When `threads` is a dict, it receives for each code cell `(pid, before, after)`: the
     thread count of the process evcxr runs cells in (a child of the kernel), read from
@@ -304,7 +307,7 @@ def execute(nb, param_set: str, cell_timeout: int, threads: dict | None = None) 
         startup_timeout=120,
         allow_errors=True,
         record_timing=True,
-        resources={"metadata": {"path": str(NOTEBOOKS)}},
+        resources={"metadata": {"path": str(cwd)}},
         on_cell_start=on_start,
         on_cell_executed=on_done,
     )

@@ -26,7 +26,7 @@ pub use crate::experiments::threads::{
 pub use crate::lab::rt::{self, Rt, RtError, SpanRecorder, StartGate, ms};
 pub use crate::lab::{
     Figure, Legend, MachineCard, ParamError, Point, Report, ReportResult, Rich, Sampling, Scale, Series, Stats, Style,
-    Table, cores,
+    Table, cores, one_line_panics,
 };
 #[cfg(feature = "features")]
 pub use crate::send_sync_table;

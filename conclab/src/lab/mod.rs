@@ -7,6 +7,7 @@ pub mod figure;
 pub mod fit;
 pub mod machine;
 pub mod os;
+pub mod panics;
 pub mod report;
 #[cfg(feature = "rt")]
 pub mod rt;
@@ -18,6 +19,7 @@ pub mod work;
 pub use error::{ParamError, check_choice, check_cpu, check_list, check_range};
 pub use figure::{Figure, Legend, Plot, Point, Scale, Series, Style, fmt_num};
 pub use machine::{MachineCard, cores, pin_current_thread, thread_count, usable_cpus};
+pub use panics::one_line_panics;
 pub use report::{Report, ReportResult, Rich, ToJson};
 pub use table::Table;
 pub use timing::{Sampling, Stats};

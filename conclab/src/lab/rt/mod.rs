@@ -383,10 +383,14 @@ where
             let _ = handle.join();
             r?
         }
-        Err(_) => {
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
             // Still blocked: detach it (dropping the handle) and name what is left.
             drop(handle);
             return Err(RtError::Blocked { limit, leaked: threads_named(&prefix) });
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            let why = handle.join().err().map_or_else(|| "no reason given".into(), |p| panic_message(&*p));
+            return Err(RtError::Panicked(format!("the runtime's thread ended without a result: {why}")));
         }
     };
     let own_gone = settles(Duration::from_millis(300), || threads_named(&prefix).is_empty());
