@@ -23,4 +23,5 @@ exec jupyter lab 00-index.ipynb \
   --ServerApp.ip=0.0.0.0 \
   --ServerApp.port="${CONCLAB_PORT:-8888}" \
   --ServerApp.open_browser=False \
+  --LabApp.default_url=/lab/tree/00-index.ipynb \
   "$@"

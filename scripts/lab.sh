@@ -9,4 +9,6 @@ cd "$root/notebooks"
 extra=()
 # Jupyter refuses to start as root unless told; root is common in containers and VMs.
 [ "$(id -u)" = 0 ] && extra+=(--allow-root)
-exec "$venv/bin/jupyter" lab 00-index.ipynb --ServerApp.ip=127.0.0.1 "${extra[@]}" "$@"
+# default_url: the URL printed in the log (and `/`) opens the index, not the Launcher.
+exec "$venv/bin/jupyter" lab 00-index.ipynb --ServerApp.ip=127.0.0.1 \
+  --LabApp.default_url=/lab/tree/00-index.ipynb "${extra[@]}" "$@"

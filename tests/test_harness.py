@@ -94,3 +94,97 @@ def test_cells_are_numbered_as_committed():
     ])
     inject_parameters(nb, "quick")
     assert committed_numbers(nb) == [0, 1, "1+", 2]
+
+
+# ---------------------------------------------------------------- async mode and threads
+
+def test_bare_await_is_found_only_outside_async_bodies():
+    from nbtools import bare_awaits
+    assert bare_awaits("let x = f().await;") == [1]
+    assert bare_awaits("let a = 1;\nlet x = { g().await };") == [2]
+    assert bare_awaits("rt::run(Rt::multi(2), || async { f().await })") == []
+    assert bare_awaits("async fn f() -> u32 { g().await }\nlet x = 1;") == []
+    assert bare_awaits("let fut = async move { let v = { h().await }; v };") == []
+    assert bare_awaits("rt::run(Rt::current(), || async { 1 });\nlet y = z.await;") == [2]
+    # text that only mentions it is not code
+    assert bare_awaits('// x.await\nlet s = "f().await"; /* g().await */ let c = \'a\';') == []
+    assert bare_awaits('let s = r#"x.await"#;\nlet t: &\'static str = "";') == []
+    assert bare_awaits("f()\n    .await;") == [2]
+
+
+def test_async_mode_cells_must_be_tagged_and_tags_must_be_used():
+    from test_notebooks import async_problems
+    bad = new_code_cell("let v = tokio::spawn(async { 5 }).await;")
+    assert "top-level `.await`" in async_problems(3, bad)[0]
+    assert "rt::run" in async_problems(3, bad)[0]
+    demo = new_code_cell("f().await", metadata={"tags": ["demo-async-mode"]})
+    assert async_problems(3, demo) == []
+    unused = new_code_cell("rt::run(Rt::current(), || async { f().await })", metadata={"tags": ["demo-async-mode"]})
+    assert "no top-level" in async_problems(3, unused)[0]
+
+
+def test_threads_left_running_fail_the_cell_unless_it_demonstrates_async_mode():
+    assert "left 2 thread(s) running" in cell_problems(0, cell(), (4242, 3, 5))[0]
+    assert cell_problems(0, cell(), (4242, 3, 3)) == []
+    assert cell_problems(0, cell(), (4242, 5, 3)) == []
+    assert cell_problems(0, cell(), (4242, None, 5)) == [], "no count before (first cell, restart): no verdict"
+    assert cell_problems(0, cell(["demo-async-mode"]), (4242, 3, 5)) == []
+
+
+def test_rt_error_must_be_expected_and_expected_ones_must_appear():
+    rt_err = new_output("display_data", data={"text/plain": "RtError: the async body did not finish within 0.2 s"})
+    assert cell_problems(0, cell(outputs=[rt_err]))
+    assert cell_problems(0, cell(["expect-rt-error"], [rt_err])) == []
+    assert cell_problems(0, cell(["expect-rt-error"], []))
+    debug_form = new_output("execute_result", data={"text/plain": "Err(RtError: the async body panicked: boom)"})
+    assert cell_problems(0, cell(outputs=[debug_form]))
+
+
+def test_the_cell_process_is_the_kernels_child_running_its_binary_and_threads_are_counted():
+    import os
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from nbtools import cell_process, child_pids, settled_thread_count, thread_count
+
+    me = os.getpid()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert child.pid in child_pids(me)
+        assert cell_process(me) == child.pid, "the child runs the same binary as its parent"
+        assert cell_process(None) is None
+    finally:
+        child.kill()
+        child.wait()
+    n = thread_count(me)
+    done = threading.Event()
+    t = threading.Thread(target=done.wait)
+    t.start()
+    assert thread_count(me) == n + 1
+    threading.Timer(0.2, done.set).start()  # the waiter ends 0.2 s from now
+    t0 = time.monotonic()
+    assert settled_thread_count(me, n + 1, limit=5.0) <= n + 1 + 1  # the timer thread itself
+    t.join()
+    assert settled_thread_count(me, n, limit=5.0) == n
+    assert time.monotonic() - t0 < 5.0
+    assert thread_count(2**22 + 12345) is None
+
+
+def test_committed_metadata_is_what_jupyterlab_writes_and_failures_name_the_tidy_command(tmp_path):
+    import re
+
+    import pytest
+
+    import test_notebooks
+    from nbtools import KERNELSPEC, LANGUAGE_INFO, TIDY
+
+    assert KERNELSPEC["display_name"] == "Rust (Concurrency Lab)"  # as scripts/setup.sh names the kernel
+    assert LANGUAGE_INFO["name"] == "Rust" and LANGUAGE_INFO["file_extension"] == ".rs"  # evcxr's kernel_info
+    # what a notebook saved from an older lab set-up carries
+    old = {"kernelspec": {"display_name": "Rust", "language": "rust", "name": "rust"}, "language_info": {"name": "rust"}}
+    path = tmp_path / "old.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(metadata=old), str(path))
+    with pytest.raises(AssertionError, match=re.escape(TIDY)):
+        test_notebooks.test_committed_form(path)

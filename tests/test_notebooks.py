@@ -8,7 +8,14 @@ every cell's outputs are checked:
   - no `panicked at` unless the cell is tagged `expect-panic`;
   - no `ParamError` box unless tagged `expect-param-error` (which must show one);
   - no stderr text unless tagged `expect-panic` (evcxr prints `?` errors there);
-  - every cell tagged `figure` shows an SVG.
+  - every cell tagged `figure` shows an SVG;
+  - no `RunError` box (a failed run) unless tagged `expect-run-error`, no `RtError` box
+    unless tagged `expect-rt-error` (each tag must show its box);
+  - the process evcxr runs cells in has no more threads after a cell than before it
+    (a thread or runtime left running), unless the cell is tagged `demo-async-mode`.
+Static: no bare top-level `.await` in a code cell unless it is tagged `demo-async-mode`
+(it switches evcxr into async mode for every later cell; async code goes through
+`rt::run`). Kernel metadata as JupyterLab writes it (tools/tidy_notebooks.py).
 Per-cell and per-notebook wall times go to target/notebook-report.json.
 """
 from __future__ import annotations
@@ -19,7 +26,10 @@ from pathlib import Path
 import pytest
 
 from conftest import record_timing
-from nbtools import NOTEBOOKS, execute, lab_meta, linked_notebooks, nav_cells, nav_line, notebook_paths, read, tags
+from nbtools import (
+    DEMO_ASYNC_TAG, KERNELSPEC, LANGUAGE_INFO, NOTEBOOKS, TIDY, bare_awaits, execute, lab_meta, linked_notebooks,
+    nav_cells, nav_line, notebook_paths, read, tags,
+)
 
 PATHS = notebook_paths()
 IDS = [p.stem for p in PATHS]
@@ -38,14 +48,30 @@ def test_notebooks_exist():
     assert PATHS[0].name == "00-index.ipynb"
 
 
+def async_problems(i, cell) -> list[str]:
+    """A bare top-level `.await` is allowed only in a cell tagged to demonstrate it."""
+    lines = bare_awaits(cell.source)
+    if DEMO_ASYNC_TAG in tags(cell):
+        return [] if lines else [f"cell {i} is tagged {DEMO_ASYNC_TAG} but has no top-level `.await`"]
+    return [
+        f"cell {i}, line {n}: a top-level `.await` switches evcxr into async mode for every later cell "
+        f"(and `tokio::spawn(..).await` can then hang the kernel): run async code with "
+        f"`rt::run(Rt::multi(2), || async {{ .. }})`, or tag the cell {DEMO_ASYNC_TAG} if it demonstrates the trap"
+        for n in lines
+    ]
+
+
 @pytest.mark.parametrize("path", PATHS, ids=IDS)
 def test_committed_form(path: Path):
     nb = read(path)
-    assert nb.metadata.get("kernelspec", {}).get("name") == "rust", "kernelspec must be 'rust'"
+    tidy = f"run `python {TIDY}` (what JupyterLab changed is put back)"
+    assert nb.metadata.get("kernelspec") == KERNELSPEC, f"kernelspec must be {KERNELSPEC}: {tidy}"
+    assert nb.metadata.get("language_info") == LANGUAGE_INFO, f"language_info must be {LANGUAGE_INFO}: {tidy}"
     for i, c in enumerate(nb.cells):
         if c.cell_type == "code":
-            assert not c.get("outputs"), f"cell {i} has committed outputs (clear them before committing)"
-            assert c.get("execution_count") is None, f"cell {i} has an execution count"
+            assert not c.get("outputs"), f"cell {i} has committed outputs: {tidy}"
+            assert c.get("execution_count") is None, f"cell {i} has an execution count: {tidy}"
+            assert not async_problems(i, c), async_problems(i, c)[0]
             t = tags(c)
             if "raises-exception" in t:
                 assert RUSTC_CODE.fullmatch(f"[{lab_meta(c).get('rustc_error', '')}]"), \
@@ -85,7 +111,9 @@ def output_text(out) -> str:
     return "\n".join(str(v) for k, v in out.get("data", {}).items() if k.startswith("text/"))
 
 
-def cell_problems(i, cell) -> list[str]:
+def cell_problems(i, cell, threads=None) -> list[str]:
+    """What is wrong with an executed cell's outputs; `threads` is `(pid, before, after)`,
+    the thread counts of the kernel's cell process around it (see nbtools.execute)."""
     t, outs, problems = tags(cell), cell.get("outputs", []), []
     where = f"cell {i} ({cell.source.strip().splitlines()[0][:60] if cell.source.strip() else ''!r})"
     errors = [o for o in outs if o.output_type == "error"]
@@ -112,11 +140,27 @@ def cell_problems(i, cell) -> list[str]:
     stderr = "".join(o.text for o in outs if o.output_type == "stream" and o.name == "stderr").strip()
     if stderr and not {"expect-panic", "raises-exception"} & set(t):
         problems.append(f"{where}: stderr: {stderr[:300]}")
+    for kind, tag in (("RunError", "expect-run-error"), ("RtError", "expect-rt-error")):
+        shown = f"{kind}:" in text
+        if tag in t and not shown:
+            problems.append(f"{where}: tagged {tag} but shows no {kind}")
+        if shown and tag not in t:
+            problems.append(f"{where}: {text[text.index(kind + ':'):][:300]}")
+    if threads is not None and DEMO_ASYNC_TAG not in t:
+        pid, before, after = threads
+        if before is not None and after is not None and after > before:
+            problems.append(
+                f"{where}: left {after - before} thread(s) running in the kernel's cell process "
+                f"(pid {pid}: {before} threads before the cell, {after} after): join every thread and shut "
+                f"down every runtime or pool before the cell ends"
+            )
     svgs = [str(o.get("data", {}).get("image/svg+xml", "")) for o in outs if "image/svg+xml" in o.get("data", {})]
     if "figure" in t and not svgs:
         problems.append(f"{where}: tagged figure but shows no SVG")
     if any("could not be drawn" in svg for svg in svgs):
         problems.append(f"{where}: the figure could not be drawn")
+    if any("figure error:" in svg for svg in svgs):
+        problems.append(f"{where}: the figure reports a builder misuse (a 'figure error:' line)")
     return problems
 
 
@@ -137,14 +181,16 @@ def test_execute(path: Path, request):
         pytest.skip("not selected with --notebook")
     param_set = request.config.getoption("--param-set")
     nb = read(path)
+    threads: dict = {}
     try:
-        total, seconds = execute(nb, param_set, request.config.getoption("--cell-timeout"))
+        total, seconds = execute(nb, param_set, request.config.getoption("--cell-timeout"), threads)
     except KeyError as e:
         raise pytest.UsageError(str(e)) from None
     labels = committed_numbers(nb)
     cells = [
         {"index": labels[i], "tags": tags(c), "seconds": round(seconds.get(i, 0.0), 3),
-         "first_line": (c.source.strip().splitlines() or [""])[0][:80]}
+         "first_line": (c.source.strip().splitlines() or [""])[0][:80],
+         "threads": list(threads.get(i, (None, None, None)))[1:]}
         for i, c in enumerate(nb.cells) if c.cell_type == "code"
     ]
     code_times = sorted(c["seconds"] for c in cells)
@@ -155,5 +201,7 @@ def test_execute(path: Path, request):
         "median_cell_seconds": code_times[len(code_times) // 2] if code_times else None,
         "cells": cells,
     })
-    problems = [p for i, c in enumerate(nb.cells) if c.cell_type == "code" for p in cell_problems(labels[i], c)]
+    problems = [
+        p for i, c in enumerate(nb.cells) if c.cell_type == "code" for p in cell_problems(labels[i], c, threads.get(i))
+    ]
     assert not problems, "\n".join(problems)

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Keeps the notebooks in their committed form: navigation cells (first and last) that
-match the notebook list, no outputs, no execution counts, kernelspec `rust`.
+match the notebook list, no outputs, no execution counts, and the kernel metadata exactly
+as JupyterLab writes it for the lab's `rust` kernel (kernelspec and language_info), so that
+opening a notebook in the lab does not change it. Run it after working in JupyterLab.
 
     tools/tidy_notebooks.py          rewrite notebooks/ in place
     tools/tidy_notebooks.py --check  only report what would change (exit 1 if anything)
@@ -13,9 +15,7 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from nbtools import nav_cells, nav_line, notebook_paths, read  # noqa: E402
-
-KERNELSPEC = {"display_name": "Rust", "language": "rust", "name": "rust"}
+from nbtools import KERNELSPEC, LANGUAGE_INFO, nav_cells, nav_line, notebook_paths, read  # noqa: E402
 
 
 def tidy(path: Path, paths: list[Path]) -> bool:
@@ -33,8 +33,8 @@ def tidy(path: Path, paths: list[Path]) -> bool:
         if c.cell_type == "code":
             c.outputs, c.execution_count = [], None
             c.metadata.pop("execution", None)
-    nb.metadata["kernelspec"] = KERNELSPEC
-    nb.metadata.setdefault("language_info", {"name": "rust"})
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    nb.metadata["language_info"] = dict(LANGUAGE_INFO)
     after = nbformat.writes(nb)
     if after != before:
         if "--check" not in sys.argv:

@@ -22,9 +22,15 @@ pub use crate::experiments::threads::{
     lifecycle, litmus, lock_contention, lock_strategies, orderings, oversubscription, philosophers, pool_vs_spawn,
     queues,
 };
+/// The async runtime helper: `rt::run(Rt::multi(2), || async { … })`, and tokio itself, so
+/// cells can write `tokio::spawn`, `tokio::join!` and `tokio::time::sleep`.
+#[cfg(feature = "rt")]
+pub use crate::lab::rt::{self, Rt, RtError, SpanRecorder, StartGate, ms};
 pub use crate::lab::{
     Figure, LabError, Legend, MachineCard, ParamError, Point, Report, ReportResult, Rich, RunError, Sampling, Scale,
-    Series, Stats, Style, Table, cores,
+    Series, Stats, Style, Table, cores, one_line_panics,
 };
 #[cfg(feature = "features")]
 pub use crate::send_sync_table;
+#[cfg(feature = "rt")]
+pub use tokio;

@@ -1,5 +1,6 @@
 //! Experiments of the index notebook (00): what it costs to start a unit of concurrency.
 
+use crate::lab::rt::Rt;
 use crate::lab::{
     Figure, LabError, ParamError, Point, Report, RunError, Sampling, Series, Stats, Style, Table, check_list,
     check_range, fmt_num,
@@ -60,7 +61,8 @@ pub const TASK: &str = "tokio::spawn + await";
 /// `join` each) against `n` tokio tasks on a multi-thread runtime (`tokio::spawn`, then
 /// `.await` each), per unit, for every `n` in `counts`.
 ///
-/// The runtime is built for this call and shut down before it returns; every thread is
+/// The tasks run through [`crate::lab::rt`]: a fresh runtime per count, on its own thread,
+/// with a bounded wait and a shutdown that leaves no thread behind; every thread is
 /// joined. Typical result: a thread costs tens of microseconds, a task well under one.
 pub fn spawn_cost(p: &SpawnCost) -> Result<SpawnCostReport, LabError> {
     p.validate()?;
@@ -72,15 +74,14 @@ pub fn spawn_cost(p: &SpawnCost) -> Result<SpawnCostReport, LabError> {
             .map_err(|e| RunError::new(format!("spawning {n} threads"), e))?;
         rows.push(SpawnRow { kind: THREAD, count: n, micros_per_spawn: stats.scaled(1e6 / n as f64) });
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(p.workers)
-        .build()
-        .map_err(|e| RunError::new(format!("starting a tokio runtime with {} workers", p.workers), e))?;
+    // At most 4096 tasks × 102 runs per count: far below a second; 30 s is a safety net.
+    let rt = Rt::multi(p.workers).timeout(Duration::from_secs(30));
     for &n in &p.counts {
-        let stats = sampling.measure(|| rt.block_on(spawn_await_tasks(n)));
+        let stats = sampling
+            .measure_async(&rt, move || spawn_await_tasks(n))
+            .map_err(|e| RunError::new(format!("spawn-cost with {n} tasks on a {rt}"), e))?;
         rows.push(SpawnRow { kind: TASK, count: n, micros_per_spawn: stats.scaled(1e6 / n as f64) });
     }
-    rt.shutdown_timeout(Duration::from_secs(5));
     Ok(SpawnCostReport { params: p.clone(), rows })
 }
 
@@ -146,9 +147,15 @@ impl Report for SpawnCostReport {
                 .collect();
             Series::new(kind, Style::Measured, pts)
         };
+        // The axis names the parameters this run used, so a figure left over from an
+        // earlier run (a parameters cell that failed to compile) cannot pass for a new one.
+        let x_label = format!(
+            "spawned per sample ({} samples each; tokio: {} workers)",
+            self.params.samples, self.params.workers
+        );
         let mut f = Figure::lines(
             "How much does it cost to start a thread vs a task?",
-            "spawned per sample",
+            &x_label,
             "µs per spawn (median, p25–p75)",
         )
         .log_x()
@@ -181,8 +188,8 @@ impl Report for SpawnCostReport {
             }
         }
         t.note(format!(
-            "{} samples per point after one warm-up; tokio runtime with {} workers.",
-            self.params.samples, self.params.workers
+            "Parameters used: counts = {:?}, samples = {} (after one warm-up), workers = {} (tokio multi-thread runtime).",
+            self.params.counts, self.params.samples, self.params.workers
         ));
         t
     }
@@ -231,5 +238,7 @@ mod tests {
         assert!(r.ratio_at_largest().unwrap() > 10.0, "{:?}", r.rows);
         assert_eq!(r.table().rows.len(), 2);
         assert!(r.figure().to_svg().contains("<svg"));
+        assert!(r.figure().x_label.contains("3 samples each; tokio: 2 workers"));
+        assert!(r.table().to_text().contains("counts = [1, 64], samples = 3"), "{}", r.table().to_text());
     }
 }

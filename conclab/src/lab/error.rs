@@ -105,6 +105,14 @@ impl From<ParamError> for LabError {
     }
 }
 
+#[cfg(feature = "rt")]
+impl From<crate::lab::rt::RtError> for LabError {
+    /// A timed-out, panicked or leaking async body is a failed run.
+    fn from(e: crate::lab::rt::RtError) -> Self {
+        LabError::Run(RunError::new("the async body", e))
+    }
+}
+
 impl From<RunError> for LabError {
     fn from(e: RunError) -> Self {
         LabError::Run(e)

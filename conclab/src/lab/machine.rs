@@ -147,8 +147,15 @@ fn evcxr_version() -> Option<String> {
 
 /// Logical CPU ids this process may be pinned to (its affinity mask), ascending.
 pub fn usable_cpus() -> Vec<usize> {
-    let mut ids: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
-    ids.sort_unstable();
+    // SAFETY: a zeroed cpu_set_t is an empty set; sched_getaffinity fills it for this thread.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0;
+    let mut ids: Vec<usize> = if ok {
+        // SAFETY: CPU_ISSET reads a bit of the set; every index is below CPU_SETSIZE.
+        (0..libc::CPU_SETSIZE as usize).filter(|&i| unsafe { libc::CPU_ISSET(i, &set) }).collect()
+    } else {
+        Vec::new()
+    };
     if ids.is_empty() {
         ids.push(0);
     }
@@ -177,7 +184,16 @@ pub fn smt_siblings(cpu: usize) -> Vec<usize> {
 
 /// Pins the calling thread to logical CPU `cpu`; `false` if the OS refused.
 pub fn pin_current_thread(cpu: usize) -> bool {
-    core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return false;
+    }
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET sets one in-range bit, and
+    // sched_setaffinity(0, ..) applies the set to the calling thread only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
 }
 
 /// Threads of this process right now (`Threads:` in `/proc/self/status`; 0 where there

@@ -12,9 +12,13 @@ pub mod limits;
 pub mod machine;
 pub mod noise;
 pub mod os;
+pub mod panics;
+#[cfg(any(feature = "intro", feature = "threads"))] // the features that pull in rayon
 pub mod rayon_pool;
 pub mod report;
 pub mod rng;
+#[cfg(feature = "rt")]
+pub mod rt;
 pub mod table;
 pub mod timing;
 pub mod together;
@@ -27,6 +31,7 @@ pub use figure::{Figure, Legend, Plot, Point, Scale, Series, Style, fmt_num};
 pub use findings::{Finding, Sure};
 pub use machine::{MachineCard, cores, pin_current_thread, thread_count, usable_cpus};
 pub use noise::{Load, LoadProbe};
+pub use panics::one_line_panics;
 pub use report::{Report, ReportResult, Rich, ToJson};
 pub use table::Table;
 pub use timing::{Sampling, Stats};

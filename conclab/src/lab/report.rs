@@ -127,6 +127,13 @@ pub(crate) fn error_box(kind: &str, message: &str) {
     crate::lab::display::emit(&[("text/html", &html), ("text/plain", &format!("{kind}: {message}"))]);
 }
 
+#[cfg(feature = "rt")]
+impl Rich for crate::lab::rt::RtError {
+    fn evcxr_display(&self) {
+        crate::lab::rt::RtError::evcxr_display(self)
+    }
+}
+
 impl ParamError {
     /// Shows the error as a red box: `ParamError: threads must be 1..=512, got 0`.
     pub fn evcxr_display(&self) {

@@ -10,10 +10,12 @@
 pub mod once_slot;
 pub mod spin_lock;
 mod sync;
+#[cfg(feature = "threads")]
 pub mod thread_pool;
 pub mod wait_for;
 
 pub use once_slot::OnceSlot;
 pub use spin_lock::{SpinGuard, SpinLock};
+#[cfg(feature = "threads")]
 pub use thread_pool::ThreadPool;
 pub use wait_for::{WaitEdge, WaitForGraph};
