@@ -28,7 +28,7 @@ pub use crate::experiments::threads::{
 pub use crate::lab::rt::{self, Rt, RtError, SpanRecorder, StartGate, ms};
 pub use crate::lab::{
     Figure, LabError, Legend, MachineCard, ParamError, Point, Report, ReportResult, Rich, RunError, Sampling, Scale,
-    Series, Stats, Style, Table, cores, one_line_panics,
+    Series, Stats, Style, Table, Verdict, cores, one_line_panics,
 };
 #[cfg(feature = "features")]
 pub use crate::send_sync_table;

@@ -2,6 +2,7 @@
 //! figures, tables, parameter errors and the report convention.
 
 pub mod budget;
+pub mod check;
 pub mod display;
 pub mod error;
 pub mod experiment;
@@ -25,6 +26,7 @@ pub mod together;
 pub mod wait;
 pub mod work;
 
+pub use check::Verdict;
 pub use error::{Choice, LabError, ParamError, RunError, check_choices, check_cpu, check_list, check_range};
 pub use experiment::{Experiment, Params, params_from_pairs};
 pub use figure::{Figure, Legend, Plot, Point, Scale, Series, Style, fmt_num};

@@ -101,6 +101,12 @@ impl Rich for RunError {
     }
 }
 
+impl Rich for crate::lab::check::Verdict {
+    fn evcxr_display(&self) {
+        crate::lab::check::Verdict::evcxr_display(self)
+    }
+}
+
 impl Rich for LabError {
     fn evcxr_display(&self) {
         LabError::evcxr_display(self)

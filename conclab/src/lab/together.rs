@@ -180,17 +180,20 @@ impl Run {
 /// how long a worker runs past the end.
 pub const BATCH: u64 = 64;
 
-/// Runs `op` in batches until `stop` is set; returns how many times it ran.
+/// Runs `op` in batches until `stop` is set; returns how many times it ran. At least one
+/// batch runs, so a worker the scheduler started late still measures a rate.
 #[inline]
 pub fn batched(stop: &AtomicBool, mut op: impl FnMut()) -> u64 {
     let mut n = 0;
-    while !stop.load(Ordering::Relaxed) {
+    loop {
         for _ in 0..BATCH {
             op();
         }
         n += BATCH;
+        if stop.load(Ordering::Relaxed) {
+            return n;
+        }
     }
-    n
 }
 
 /// Starts `threads` scoped workers, lets them all begin at once, stops them after
