@@ -22,11 +22,23 @@ pub trait Report: ToJson {
         Vec::new()
     }
 
-    /// The main figure, with the findings under it.
+    /// The main figure, with the findings under it and the parameters the run used (so
+    /// a reader sees which values produced it, also after a parameter cell failed).
     fn figure(&self) -> Figure {
         let fig = self.figures().into_iter().next().expect("a report draws at least one figure");
-        fig.findings(&self.findings())
+        let fig = fig.findings(&self.findings());
+        match params_line(&self.to_json()) {
+            Some(line) => fig.note(line),
+            None => fig,
+        }
     }
+}
+
+/// `Run with: counts=[1,4,16], samples=7` from a report's `params` field, if it has one.
+pub fn params_line(report: &serde_json::Value) -> Option<String> {
+    let params = report.get("params")?.as_object()?;
+    let parts: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", v.to_string().replace('"', ""))).collect();
+    (!parts.is_empty()).then(|| format!("Run with: {}", parts.join(", ")))
 }
 
 /// Serialises a report's data for the CLI's JSON output.
@@ -161,5 +173,17 @@ impl LabError {
             LabError::Param(e) => e.evcxr_display(),
             LabError::Run(e) => e.evcxr_display(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_params_line_lists_what_the_run_used() {
+        let v = serde_json::json!({"params": {"counts": [1, 4], "kind": "park", "samples": 7}, "rows": []});
+        assert_eq!(params_line(&v).unwrap(), "Run with: counts=[1,4], kind=park, samples=7");
+        assert_eq!(params_line(&serde_json::json!({"rows": []})), None);
     }
 }

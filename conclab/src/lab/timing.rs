@@ -62,6 +62,11 @@ impl Stats {
         })
     }
 
+    /// `p25–p75` with the figures' number format, for a table cell.
+    pub fn quartile_range(&self) -> String {
+        format!("{}–{}", crate::lab::fmt_num(self.p25), crate::lab::fmt_num(self.p75))
+    }
+
     /// Rates from durations: `units / seconds` for each sample, summarised (so quartiles
     /// come from the rates themselves and cannot be swapped by mistake).
     pub fn rates(units: f64, seconds: &[f64]) -> Option<Stats> {

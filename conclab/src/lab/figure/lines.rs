@@ -27,6 +27,11 @@ impl Point {
         Point { x, y, lo: Some(lo), hi: Some(hi) }
     }
 
+    /// The median of `stats` at `x`, with its quartiles as the spread.
+    pub fn quartiles(x: f64, stats: &crate::lab::Stats) -> Point {
+        Point::spread(x, stats.median, stats.p25, stats.p75)
+    }
+
     /// A speedup point: `speedup` at `x`, with a spread taken from the quartiles of the
     /// time behind it (the slower quartile gives the lower speedup).
     pub fn speedup(x: f64, speedup: f64, time: &crate::lab::Stats) -> Point {
