@@ -498,8 +498,13 @@ mod tests {
     #[test]
     fn a_task_blocking_a_worker_is_reported_as_a_leak() {
         let e = run(Rt::multi(2).grace(ms(50)), || async {
-            tokio::spawn(async { std::thread::sleep(Duration::from_millis(800)) });
-            tokio::time::sleep(ms(20)).await;
+            let (started, blocking) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                let _ = started.send(());
+                std::thread::sleep(Duration::from_millis(2000));
+            });
+            // The body ends only once the task is surely blocking its worker.
+            let _ = blocking.await;
         })
         .unwrap_err();
         assert!(matches!(&e, RtError::Leaked { leaked, .. } if leaked.iter().any(|n| n.contains("-w"))), "{e}");
