@@ -20,7 +20,9 @@ impl std::fmt::Display for Stalled {
 /// the time slice the other thread needs).
 #[inline]
 pub fn spin_until(deadline: Instant, mut done: impl FnMut() -> bool) -> Result<(), Stalled> {
-    let (check_every, yield_after) = if one_cpu() { (1, 0) } else { (1024, 64 * 1024) };
+    // A partner that is running answers within a microsecond or so; after ~2 000 spins
+    // (a few µs) it is more likely descheduled, and yielding lets it (or others) run.
+    let (check_every, yield_after) = if one_cpu() { (1, 0) } else { (256, 2 * 1024) };
     let mut spins = 0u32;
     while !done() {
         spins = spins.wrapping_add(1);

@@ -141,7 +141,9 @@ pub struct LitmusReport {
 pub fn litmus(p: &Litmus) -> Result<LitmusReport, LabError> {
     p.validate()?;
     let mut progress = Progress::new("litmus", p.orderings.len());
-    let limit = Duration::from_secs(10) + Duration::from_micros(p.trials as u64 * 20);
+    // A stall guard per run, generous for a busy machine (a run normally takes ~3.5 µs a
+    // trial); the whole experiment is bounded by its Progress limit too.
+    let limit = Duration::from_secs(30) + Duration::from_micros(p.trials as u64 * 50);
     let stalled = |_| {
         RunError::new(
             format!("litmus ({} trials)", p.trials),
