@@ -250,10 +250,7 @@ impl Report for ActorReport {
             f = f.series(Series::new(d, Style::Measured, pts));
         }
         f = f.note(format!("{} ms of requests per sample, {} samples.", self.params.duration_ms, self.params.samples));
-        if self.load.busy() {
-            f = f.note(self.load.sentence());
-        }
-        vec![f]
+        vec![super::caption_with_load(f, &self.load)]
     }
 
     fn table(&self) -> Table {

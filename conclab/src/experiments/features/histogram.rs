@@ -337,10 +337,7 @@ impl Report for HistogramReport {
             "{} ms of counting per sample, {} samples, {} buckets; channel adds one owner thread.",
             self.params.duration_ms, self.params.samples, self.params.buckets
         ));
-        if self.load.busy() {
-            f = f.note(self.load.sentence());
-        }
-        vec![f]
+        vec![super::caption_with_load(f, &self.load)]
     }
 
     fn table(&self) -> Table {

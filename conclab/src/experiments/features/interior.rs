@@ -172,7 +172,7 @@ impl Report for InteriorReport {
             let series = if r.thread_safe { "thread-safe (Sync)" } else { "single-thread only" };
             f = f.bar(r.kind, series, r.nanos.median, Some((r.nanos.p25, r.nanos.p75)));
         }
-        vec![f.size(860, 440)]
+        vec![super::caption_with_load(f.size(860, 440), &self.load)]
     }
 
     fn table(&self) -> Table {

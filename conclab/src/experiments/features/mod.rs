@@ -20,6 +20,19 @@ use crate::lab::{Experiment, LabError};
 
 crate::impl_params!(ActorVsMutex, Histogram, InteriorCosts, RacyCounter);
 
+/// The machine card's caption, with how busy the machine was when it was busy (the last
+/// finding says the same in words).
+pub(crate) fn caption_with_load(f: crate::lab::Figure, load: &crate::lab::Load) -> crate::lab::Figure {
+    if !load.busy() {
+        return f;
+    }
+    let share = load.others_share.unwrap_or(0.0) * 100.0;
+    f.caption(format!(
+        "{} · busy: other processes used {share:.0} % of the CPU time during this run",
+        crate::lab::MachineCard::current().caption()
+    ))
+}
+
 /// The racy counter as the CLI runs it: the CLI is the release build, and what that build
 /// makes of the same racy loop is half of the lesson (notebook 02 shows the other half).
 fn racy_counter_release(p: &RacyCounter) -> Result<RaceReport, LabError> {

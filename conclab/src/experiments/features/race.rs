@@ -247,35 +247,44 @@ impl RaceReport {
         }
         let runs: usize = racing.iter().map(|r| r.racy_finals.len()).sum();
         let lossy: usize = racing.iter().map(|r| r.lossy_runs()).sum();
-        let whole = racing
-            .iter()
-            .flat_map(|r| r.racy_finals.iter().map(move |&v| r.expected.saturating_sub(v)))
-            .filter(|&lost| lost > 0 && whole_threads(lost, self.params.increments).is_some())
-            .count();
+        let n = self.params.increments;
+        let losses = |r: &RaceRow| -> Vec<u64> {
+            r.racy_finals.iter().map(|&v| r.expected.saturating_sub(v)).filter(|&l| l > 0).collect()
+        };
+        let whole: usize =
+            racing.iter().map(|r| losses(r).into_iter().filter(|&l| whole_threads(l, n).is_some()).count()).sum();
         let name = match placement {
             RacePlacement::Free => "Threads free to use every CPU",
             RacePlacement::OneCpu => "Threads pinned to one CPU",
         };
-        let mut out = Vec::new();
         let counts = racing.iter().map(|r| r.threads.to_string()).collect::<Vec<_>>().join(", ");
         if lossy == 0 {
-            out.push(count_of(&format!("{name} ({counts} threads): runs that lost an update"), 0, runs as u64));
-        } else {
-            let medians = racing
-                .iter()
-                .map(|r| format!("{} % at {}", fmt_num(r.lost_percent.median), r.threads))
-                .collect::<Vec<_>>()
-                .join(", ");
-            out.push(Finding::note(format!(
-                "{name}: updates were lost in {lossy} of {runs} runs with 2 or more threads; median loss {medians} threads"
-            )));
-            out.push(Finding::note(format!(
-                "{name}: the loss was a whole number of threads' work (a multiple of {} increments, ±2 %) \
-                 in {whole} of the {lossy} runs that lost updates",
-                group(self.params.increments)
-            )));
+            return vec![count_of(&format!("{name} ({counts} threads): runs that lost an update"), 0, runs as u64)];
         }
-        out
+        let means = racing
+            .iter()
+            .map(|r| format!("{} % at {}", fmt_num(r.lost_percent.mean), r.threads))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let worth = racing
+            .iter()
+            .filter_map(|r| {
+                let l: Vec<f64> = losses(r).into_iter().map(|l| l as f64 / n as f64).collect();
+                (!l.is_empty()).then(|| format!("{} at {}", fmt_num(Stats::of(&l).median), r.threads))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        vec![
+            Finding::note(format!(
+                "{name}: updates were lost in {lossy} of {runs} runs with 2 or more threads; \
+                 mean loss {means} threads"
+            )),
+            Finding::note(format!(
+                "{name}: a run that lost updates lost a median of {worth} threads' work (lost ÷ {} increments); \
+                 a whole number of threads' work (±2 %) in {whole} of those {lossy} runs",
+                group(n)
+            )),
+        ]
     }
 }
 
@@ -284,26 +293,6 @@ impl Report for RaceReport {
         let mut out = vec![Finding::note(format!("This is the {}: {}.", self.build.name(), self.build.loop_code()))];
         for placement in RacePlacement::ALL {
             out.extend(self.placement_finding(*placement));
-        }
-        // The loss, from the fewest to the most threads, for the free placement.
-        let free: Vec<&RaceRow> = self.rows_of(RacePlacement::Free).filter(|r| r.threads > 1).collect();
-        if let (Some(a), Some(b)) = (free.first(), free.last())
-            && a.threads != b.threads
-        {
-            let (x, y) = (&a.lost_percent, &b.lost_percent);
-            let numbers =
-                format!("{} % at {} threads, {} % at {}", fmt_num(x.median), a.threads, fmt_num(y.median), b.threads);
-            if (y.median - x.median).abs() < 0.5 {
-                out.push(Finding::note(format!("Free threads: the median loss was about the same ({numbers})")));
-            } else {
-                let way = if y.median < x.median { "fell" } else { "rose" };
-                let text = format!("Free threads: the median loss {way} with more threads ({numbers})");
-                out.push(if crate::lab::findings::separated(x, y) {
-                    Finding::clear(text)
-                } else {
-                    Finding::unclear(text)
-                });
-            }
         }
         let runs: usize = self.rows.iter().filter(|r| r.threads > 1).map(|r| r.racy_finals.len()).sum();
         let atomic: usize = self.rows.iter().map(|r| r.atomic_lossy_runs).sum();
@@ -316,21 +305,21 @@ impl Report for RaceReport {
         let mut f = Figure::lines(
             "Does an unsynchronised counter keep every increment?",
             "threads",
-            "increments lost (%): median, min–max of the runs",
+            "increments lost (%): mean of the runs, bars min–max",
         )
         .linear_y()
         .legend(crate::lab::Legend::LowerRight);
         for placement in RacePlacement::ALL {
             let pts: Vec<Point> = self
                 .rows_of(*placement)
-                .map(|r| Point::spread(r.threads as f64, r.lost_percent.median, r.lost_percent.min, r.lost_percent.max))
+                .map(|r| Point::spread(r.threads as f64, r.lost_percent.mean, r.lost_percent.min, r.lost_percent.max))
                 .collect();
             if !pts.is_empty() {
                 let name = match placement {
                     RacePlacement::Free => "racy load + store, threads on any CPU",
                     RacePlacement::OneCpu => "racy load + store, all threads on one CPU",
                 };
-                f = f.series(Series::new(name, Style::Measured, pts));
+                f = f.series(Series::new(name, Style::ErrorBars, pts));
             }
         }
         let mut counts: Vec<usize> = self.rows.iter().map(|r| r.threads).collect();
@@ -344,14 +333,10 @@ impl Report for RaceReport {
             .collect();
         f = f.series(Series::new("AtomicU64::fetch_add (0 = exact every run)", Style::Measured, atomic));
         f = f.note(format!(
-            "{} runs per point; the band spans the smallest to the largest loss. {}.",
-            self.params.runs,
-            self.build.name()
+            "{} runs per point: the line is the mean loss, the bars span the smallest to the largest.",
+            self.params.runs
         ));
-        if self.load.busy() {
-            f = f.note(self.load.sentence());
-        }
-        vec![f]
+        vec![super::caption_with_load(f, &self.load)]
     }
 
     fn table(&self) -> Table {
@@ -372,7 +357,7 @@ impl Report for RaceReport {
                 r.placement.to_string(),
                 r.threads.to_string(),
                 group(r.expected),
-                format!("{} %", fmt_num(l.median)),
+                format!("{} %", fmt_num(l.mean)),
                 format!("{}–{} %", fmt_num(l.min), fmt_num(l.max)),
                 r.racy_finals
                     .iter()
