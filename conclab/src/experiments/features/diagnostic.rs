@@ -41,7 +41,8 @@ impl Diagnostic {
         let head = if self.compiled {
             "rustc: the snippet compiles".to_string()
         } else {
-            "rustc's full diagnostic (line 1 is the `fn main() {` wrapped around the snippet)".to_string()
+            "rustc's full diagnostic (line 1 is the `fn main() {` wrapped around the snippet, which starts on line 2)"
+                .to_string()
         };
         let html = format!(
             "<div class=\"conclab-diagnostic\"><div style=\"font-weight:bold\">{}</div>\
@@ -98,6 +99,9 @@ fn run_rustc(snippet: &str) -> Result<Diagnostic, String> {
 
 fn check_in(dir: &Path, snippet: &str) -> Result<Diagnostic, String> {
     let src = dir.join("cell.rs");
+    // Blank lines around the snippet (a raw string starting on its own line) are dropped,
+    // so the snippet's first line is line 2.
+    let snippet = snippet.trim_start_matches(['\n', '\r']).trim_end();
     std::fs::write(&src, format!("fn main() {{\n{snippet}\n}}\n")).map_err(|e| e.to_string())?;
     let stderr = std::fs::File::create(dir.join("stderr.txt")).map_err(|e| e.to_string())?;
     let mut child = Command::new(rustc())
@@ -181,7 +185,7 @@ mod tests {
     #[test]
     fn shows_the_help_and_note_lines_evcxr_drops() {
         let d = full_diagnostic(
-            "use std::cell::Cell;\nlet hits = Cell::new(0);\nstd::thread::scope(|s| {\n    s.spawn(|| hits.set(1));\n});",
+            "\nuse std::cell::Cell;\nlet hits = Cell::new(0);\nstd::thread::scope(|s| {\n    s.spawn(|| hits.set(1));\n});",
         );
         assert!(!d.compiled);
         assert_eq!(d.codes, vec!["E0277"], "{}", d.text);
@@ -191,6 +195,7 @@ mod tests {
         assert!(!d.text.contains("conclab-rustc-"), "scratch path hidden: {}", d.text);
         assert!(!d.text.contains("/rustlib/"), "toolchain path hidden: {}", d.text);
         assert!(d.text.contains("library/std/"), "{}", d.text);
+        assert!(d.text.contains("cell.rs:5:"), "the snippet's 4th line is line 5: {}", d.text);
     }
 
     #[test]

@@ -182,11 +182,15 @@ fn check_histogram_with(count: fn(&[Vec<u32>], usize) -> Vec<u64>, per_thread: u
         );
     }
     let speedup = mutex_secs / their_secs.max(1e-9);
+    let ratio = if speedup >= 1.0 {
+        format!("{}× faster", fmt_num(speedup))
+    } else {
+        format!("{}× slower", fmt_num(1.0 / speedup))
+    };
     let timing = format!(
-        "{} ms against {} ms for the shared Mutex ({}× faster)",
+        "{} ms against {} ms for the shared Mutex ({ratio})",
         fmt_num(their_secs * 1e3),
-        fmt_num(mutex_secs * 1e3),
-        fmt_num(speedup)
+        fmt_num(mutex_secs * 1e3)
     );
     if speedup < 2.0 {
         return Verdict::not_yet(

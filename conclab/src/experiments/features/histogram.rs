@@ -2,7 +2,7 @@
 //! histogram — done five ways, throughput vs thread count.
 
 use crate::lab::budget::{Progress, check_estimate, timed_runs};
-use crate::lab::findings::{compare, separated};
+use crate::lab::findings::separated;
 use crate::lab::rng::Rng;
 use crate::lab::together::{Run, batched, run_for, threads_error};
 use crate::lab::{
@@ -272,7 +272,7 @@ impl Report for HistogramReport {
             let mut at_k: Vec<&HistogramRow> = ways.iter().filter_map(|&w| self.row(w, k)).collect();
             at_k.sort_by(|a, b| b.mops.median.total_cmp(&a.mops.median));
             if let [best, next, ..] = at_k.as_slice() {
-                out.push(compare(
+                out.push(super::compare_medians(
                     &format!("Fastest at {k} threads: {}", best.way),
                     &best.mops,
                     next.way.name(),

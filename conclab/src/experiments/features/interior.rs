@@ -1,7 +1,6 @@
 //! Interior mutability: what each way of mutating through a shared reference costs on
 //! one thread, and what `RefCell` does when its rules are broken.
 
-use crate::lab::findings::compare;
 use crate::lab::{
     Figure, Finding, LabError, Load, LoadProbe, ParamError, Report, Sampling, Stats, Table, check_range, fmt_num,
 };
@@ -141,7 +140,7 @@ impl Report for InteriorReport {
         let mut out = Vec::new();
         let mut pair = |a: &str, b: &str| {
             if let (Some(x), Some(y)) = (self.nanos(a), self.nanos(b)) {
-                out.push(compare(a, x, b, y, " ns"));
+                out.push(super::compare_medians(a, x, b, y, " ns"));
             }
         };
         pair("Mutex", "Cell");

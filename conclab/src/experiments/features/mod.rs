@@ -33,6 +33,20 @@ pub(crate) fn caption_with_load(f: crate::lab::Figure, load: &crate::lab::Load) 
     ))
 }
 
+/// [`crate::lab::findings::compare`], except that "about equal" is stated as a note: when
+/// two medians are within 5 % of each other, overlapping spreads confirm it rather than
+/// make it unclear.
+pub(crate) fn compare_medians(
+    a_name: &str,
+    a: &crate::lab::Stats,
+    b_name: &str,
+    b: &crate::lab::Stats,
+    unit: &str,
+) -> crate::lab::Finding {
+    let f = crate::lab::findings::compare(a_name, a, b_name, b, unit);
+    if f.text.contains("about equal") { crate::lab::Finding::note(f.text) } else { f }
+}
+
 /// The racy counter as the CLI runs it: the CLI is the release build, and what that build
 /// makes of the same racy loop is half of the lesson (notebook 02 shows the other half).
 fn racy_counter_release(p: &RacyCounter) -> Result<RaceReport, LabError> {
