@@ -2,8 +2,9 @@
 
 #[cfg(feature = "features")]
 pub use crate::experiments::features::{
-    ActorReport, ActorVsMutex, Histogram, HistogramReport, HistogramWay, InteriorCosts, InteriorReport, RaceReport,
-    RacyCounter, SendSyncTable, actor_vs_mutex, histogram, interior_costs, racy_counter, refcell_conflict,
+    ActorReport, ActorVsMutex, Diagnostic, Histogram, HistogramReport, HistogramWay, InteriorCosts, InteriorReport,
+    RacePlacement, RaceReport, RacyCounter, SendSyncTable, actor_vs_mutex, check_counter, check_histogram,
+    full_diagnostic, histogram, histogram_with_mutex, interior_costs, racy_counter, refcell_conflict,
 };
 #[cfg(feature = "index")]
 pub use crate::experiments::index::{SpawnCost, SpawnCostReport, spawn_cost};

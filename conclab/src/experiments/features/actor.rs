@@ -1,9 +1,11 @@
 //! Actors vs shared state: one service — a counter that clients add to and read —
 //! served by an actor thread that owns it, or guarded by a `Mutex`.
 
-use crate::lab::together::run_together;
+use crate::lab::budget::{Progress, check_estimate, timed_runs};
+use crate::lab::findings::separated;
+use crate::lab::together::{Run, batched, run_for, threads_error};
 use crate::lab::{
-    Figure, LabError, ParamError, Point, Report, RunError, Sampling, Series, Stats, Style, Table, check_list,
+    Figure, Finding, LabError, Load, LoadProbe, ParamError, Point, Report, Series, Stats, Style, Table, check_list,
     check_range, cores, fmt_num,
 };
 use serde::{Deserialize, Serialize};
@@ -16,8 +18,8 @@ use std::time::Duration;
 pub struct ActorVsMutex {
     /// Client threads: each 1..=64, at most 12 counts.
     pub clients: Vec<usize>,
-    /// Requests ("add 1, tell me the total") each client makes per sample: 100..=1_000_000.
-    pub requests: u64,
+    /// How long the clients send requests in each sample, in milliseconds: 10..=2000.
+    pub duration_ms: u64,
     /// Timed samples per point (after one warm-up): 1..=31.
     pub samples: usize,
 }
@@ -26,8 +28,8 @@ impl Default for ActorVsMutex {
     fn default() -> Self {
         ActorVsMutex {
             clients: crate::lab::machine::default_threads_within(cores(), 64, 12),
-            requests: 5_000,
-            samples: 3,
+            duration_ms: 100,
+            samples: 5,
         }
     }
 }
@@ -37,17 +39,28 @@ impl Default for ActorVsMutex {
 pub struct ActorRow {
     pub design: String,
     pub clients: usize,
-    /// Thousand requests answered per second, over the samples.
+    /// Thousand requests answered per second (all clients together), over the samples.
     pub kreq_per_s: Stats,
-    /// Whether the final total equalled clients × requests in every sample.
+    /// Whether the final total equalled the requests made, in every sample.
     pub exact: bool,
+}
+
+impl ActorRow {
+    /// Wall time divided by requests answered, in µs (1 / throughput): not the time one
+    /// request takes — with `c` clients each one waits about `c` times this per request.
+    pub fn wall_us_per_request(&self) -> f64 {
+        1e3 / self.kreq_per_s.median.max(1e-12)
+    }
 }
 
 /// Result of [`actor_vs_mutex`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ActorReport {
     pub params: ActorVsMutex,
+    pub cores: usize,
     pub rows: Vec<ActorRow>,
+    /// How busy the machine was while this ran.
+    pub load: Load,
 }
 
 pub const DESIGNS: [&str; 2] = ["actor (owner thread + channel)", "Mutex<u64>"];
@@ -61,110 +74,169 @@ impl ActorVsMutex {
     /// Checks every parameter; nothing has been started when this fails.
     pub fn validate(&self) -> Result<(), ParamError> {
         check_list("clients", &self.clients, 12, 1..=64)?;
-        check_range("requests", self.requests, 100..=1_000_000)?;
+        check_range("duration_ms", self.duration_ms, 10..=2000)?;
         check_range("samples", self.samples, 1..=31)?;
-        let total_requests: u64 =
-            self.clients.iter().map(|&c| c as u64).sum::<u64>() * self.requests * (self.samples as u64 + 1);
-        if total_requests > 20_000_000 {
-            return Err(ParamError::new("sum(clients) × requests × (samples + 1)", "at most 20000000", total_requests));
-        }
+        let runs = DESIGNS.len() * self.clients.len() * (self.samples + 1);
+        check_estimate("clients × (samples + 1) × 2 designs × duration_ms", timed_runs(runs, self.duration_ms))?;
         Ok(())
     }
 }
 
-/// Serves `clients` threads that each send `requests` requests "add 1 and return the
-/// new total", two ways: an **actor** — one thread owns the total and answers requests
+/// Serves `clients` threads that each send requests "add 1 and return the new total" for
+/// `duration_ms`, two ways: an **actor** — one thread owns the total and answers requests
 /// arriving on a channel, replying on each client's own channel — and a shared
 /// `Mutex<u64>`. Reports requests per second and checks the final total.
 pub fn actor_vs_mutex(p: &ActorVsMutex) -> Result<ActorReport, LabError> {
     p.validate()?;
-    let sampling = Sampling { warmup: 1, samples: p.samples };
+    let probe = LoadProbe::start();
+    let duration = Duration::from_millis(p.duration_ms);
+    let mut progress = Progress::new("actor vs mutex", DESIGNS.len() * p.clients.len());
     let mut rows = Vec::new();
     for design in DESIGNS {
         for &c in &p.clients {
             let mut exact = true;
-            let secs = sampling
-                .try_collect(|| {
-                    let run = if design == DESIGNS[0] { actor_run(c, p.requests) } else { mutex_run(c, p.requests) };
-                    run.map(|(total, wall)| {
-                        exact &= total == c as u64 * p.requests;
-                        wall
-                    })
-                })
-                .map_err(|e| RunError::new("actor_vs_mutex", e))?;
-            rows.push(ActorRow {
-                design: design.into(),
-                clients: c,
-                kreq_per_s: Stats::rates(c as f64 * p.requests as f64 / 1e3, &secs).expect("finite"),
-                exact,
-            });
+            let mut rates = Vec::new();
+            for i in 0..=p.samples {
+                let (total, run) = if design == DESIGNS[0] { actor_run(c, duration) } else { mutex_run(c, duration) }
+                    .map_err(threads_error(c))?;
+                exact &= total == run.ops.iter().sum::<u64>();
+                if i > 0 {
+                    rates.push(run.mops() * 1e3);
+                }
+            }
+            rows.push(ActorRow { design: design.into(), clients: c, kreq_per_s: Stats::of(&rates), exact });
+            progress.step()?;
         }
     }
-    Ok(ActorReport { params: p.clone(), rows })
+    Ok(ActorReport { params: p.clone(), cores: cores(), rows, load: probe.finish() })
 }
 
-fn actor_run(clients: usize, requests: u64) -> std::io::Result<(u64, Duration)> {
+fn actor_run(clients: usize, duration: Duration) -> Result<(u64, Run), String> {
     let (tx, rx) = mpsc::sync_channel::<Request>(64);
     std::thread::scope(|s| {
-        let owner = std::thread::Builder::new().spawn_scoped(s, move || {
-            let mut total = 0u64;
-            // Runs until every client's sender is gone; the timeout only guards a bug.
-            while let Ok(req) = rx.recv_timeout(Duration::from_secs(30)) {
-                total += req.add;
-                let _ = req.reply.send(total);
-            }
-            total
-        })?;
-        let done = run_together(
-            clients,
-            |_| Ok(()),
-            |_| {
-                let tx = tx.clone();
-                let (reply, answers) = mpsc::sync_channel::<u64>(1);
-                let mut last = 0;
-                for _ in 0..requests {
-                    if tx.send(Request { add: 1, reply: reply.clone() }).is_err() {
-                        break;
-                    }
-                    match answers.recv_timeout(Duration::from_secs(30)) {
-                        Ok(v) => last = v,
-                        Err(_) => break,
-                    }
+        let owner = std::thread::Builder::new()
+            .spawn_scoped(s, move || {
+                let mut total = 0u64;
+                // Runs until every client's sender is gone; the timeout only guards a bug.
+                while let Ok(req) = rx.recv_timeout(Duration::from_secs(30)) {
+                    total += req.add;
+                    let _ = req.reply.send(total);
                 }
-                last
-            },
-        );
+                total
+            })
+            .map_err(|e| format!("the OS refused the actor thread ({e})"))?;
+        let run = run_for(clients, duration, |_, stop| {
+            let tx = tx.clone();
+            let (reply, answers) = mpsc::sync_channel::<u64>(1);
+            let mut last = 0;
+            let n = batched(stop, || {
+                // A failed send or a missing answer shows as an inexact total.
+                if tx.send(Request { add: 1, reply: reply.clone() }).is_ok()
+                    && let Ok(v) = answers.recv_timeout(Duration::from_secs(30))
+                {
+                    last = v;
+                }
+            });
+            std::hint::black_box(last);
+            n
+        });
         drop(tx);
-        let total = owner.join().map_err(|_| std::io::Error::other("the actor thread panicked"))?;
-        let done = done?;
-        Ok((total, done.wall))
+        let total = owner.join().map_err(|_| "the actor thread panicked".to_string())?;
+        Ok((total, run?))
     })
 }
 
-fn mutex_run(clients: usize, requests: u64) -> std::io::Result<(u64, Duration)> {
+fn mutex_run(clients: usize, duration: Duration) -> Result<(u64, Run), String> {
     let total = Mutex::new(0u64);
-    let done = run_together(
-        clients,
-        |_| Ok(()),
-        |_| {
-            let mut last = 0;
-            for _ in 0..requests {
-                let mut t = total.lock().unwrap_or_else(|e| e.into_inner());
-                *t += 1;
-                last = *t;
-            }
-            last
-        },
-    )?;
-    Ok((total.into_inner().unwrap_or_else(|e| e.into_inner()), done.wall))
+    let run = run_for(clients, duration, |_, stop| {
+        let mut last = 0;
+        let n = batched(stop, || {
+            let mut t = total.lock().unwrap_or_else(|e| e.into_inner());
+            *t += 1;
+            last = *t;
+        });
+        std::hint::black_box(last);
+        n
+    })?;
+    Ok((total.into_inner().unwrap_or_else(|e| e.into_inner()), run))
+}
+
+impl ActorReport {
+    fn row(&self, design: &str, clients: usize) -> Option<&ActorRow> {
+        self.rows.iter().find(|r| r.design == design && r.clients == clients)
+    }
+
+    /// How the throughput of `design` changed from the fewest to the most clients.
+    fn trend(&self, design: &str, name: &str) -> Option<Finding> {
+        let lo = self.params.clients.iter().copied().min()?;
+        let hi = self.params.clients.iter().copied().max()?;
+        if lo == hi {
+            return None;
+        }
+        let (a, b) = (self.row(design, lo)?, self.row(design, hi)?);
+        let r = b.kreq_per_s.median / a.kreq_per_s.median.max(1e-12);
+        let how = if (r - 1.0).abs() < 0.1 {
+            "stayed about the same".to_string()
+        } else if r > 1.0 {
+            format!("rose {}×", fmt_num(r))
+        } else {
+            format!("fell {}×", fmt_num(1.0 / r))
+        };
+        let text = format!(
+            "{name}: throughput {how} from {lo} to {hi} clients ({} → {} thousand requests/s)",
+            fmt_num(a.kreq_per_s.median),
+            fmt_num(b.kreq_per_s.median)
+        );
+        Some(if separated(&a.kreq_per_s, &b.kreq_per_s) || (r - 1.0).abs() < 0.1 {
+            Finding::clear(text)
+        } else {
+            Finding::unclear(text)
+        })
+    }
 }
 
 impl Report for ActorReport {
+    fn findings(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        if let Some(&c) = self.params.clients.iter().min()
+            && let (Some(a), Some(m)) = (self.row(DESIGNS[0], c), self.row(DESIGNS[1], c))
+        {
+            let r = m.kreq_per_s.median / a.kreq_per_s.median.max(1e-12);
+            let text = format!(
+                "With {c} client{}: the actor answered {} thousand requests/s, the Mutex {} — {}× {} \
+                 (wall time / requests: {} µs vs {} µs)",
+                if c == 1 { "" } else { "s" },
+                fmt_num(a.kreq_per_s.median),
+                fmt_num(m.kreq_per_s.median),
+                fmt_num(if r >= 1.0 { r } else { 1.0 / r }),
+                if r >= 1.0 { "more through the Mutex" } else { "more through the actor" },
+                fmt_num(a.wall_us_per_request()),
+                fmt_num(m.wall_us_per_request())
+            );
+            out.push(if separated(&a.kreq_per_s, &m.kreq_per_s) {
+                Finding::clear(text)
+            } else {
+                Finding::unclear(text)
+            });
+        }
+        out.extend(self.trend(DESIGNS[0], "Actor"));
+        out.extend(self.trend(DESIGNS[1], "Mutex"));
+        let inexact: Vec<String> =
+            self.rows.iter().filter(|r| !r.exact).map(|r| format!("{} at {}", r.design, r.clients)).collect();
+        out.push(if inexact.is_empty() {
+            Finding::note("Both designs kept an exact total in every run")
+        } else {
+            Finding::note(format!("Totals did NOT match for: {}", inexact.join(", ")))
+        });
+        out.push(Finding::note(self.load.sentence()));
+        out
+    }
+
     fn figures(&self) -> Vec<Figure> {
         let mut f = Figure::lines(
             "What does owning state in an actor cost, next to a Mutex?",
             "client threads",
-            "thousand requests / s (median, p25–p75)",
+            "thousand requests / s, all clients (median, p25–p75)",
         )
         .log_y()
         .legend(crate::lab::Legend::MiddleRight);
@@ -177,13 +249,14 @@ impl Report for ActorReport {
                 .collect();
             f = f.series(Series::new(d, Style::Measured, pts));
         }
-        vec![f]
+        f = f.note(format!("{} ms of requests per sample, {} samples.", self.params.duration_ms, self.params.samples));
+        vec![super::caption_with_load(f, &self.load)]
     }
 
     fn table(&self) -> Table {
         let mut t = Table::new(
             "Actor vs Mutex",
-            &["design", "clients", "k requests/s", "p25–p75", "µs per request", "exact total"],
+            &["design", "clients", "k requests/s", "p25–p75", "wall time / requests (µs)", "exact total"],
         );
         for r in &self.rows {
             let k = &r.kreq_per_s;
@@ -192,11 +265,15 @@ impl Report for ActorReport {
                 r.clients.to_string(),
                 fmt_num(k.median),
                 format!("{}–{}", fmt_num(k.p25), fmt_num(k.p75)),
-                fmt_num(1e3 / k.median),
+                fmt_num(r.wall_us_per_request()),
                 if r.exact { "yes" } else { "NO" }.into(),
             ]);
         }
-        t.note(format!("{} requests per client, {} samples.", self.params.requests, self.params.samples));
+        t.note(format!(
+            "{} ms of requests per sample, {} samples. Wall time / requests is 1 / throughput, not the \
+             time one request takes: with c clients each waits about c times that for its own answer.",
+            self.params.duration_ms, self.params.samples
+        ));
         t
     }
 }
@@ -207,10 +284,14 @@ mod tests {
 
     #[test]
     fn both_designs_are_exact_and_validated() {
-        let r = actor_vs_mutex(&ActorVsMutex { clients: vec![1, 3], requests: 500, samples: 1 }).unwrap();
+        let r = actor_vs_mutex(&ActorVsMutex { clients: vec![1, 3], duration_ms: 10, samples: 1 }).unwrap();
         assert_eq!(r.rows.len(), 4);
         assert!(r.rows.iter().all(|x| x.exact), "{:?}", r.rows);
+        let f = r.findings();
+        assert!(f[0].text.starts_with("With 1 client:"), "{f:?}");
+        assert!(f.iter().any(|x| x.text.starts_with("Actor: throughput")), "{f:?}");
+        assert!(f.last().unwrap().text.to_lowercase().contains("machine"), "{f:?}");
         assert!(actor_vs_mutex(&ActorVsMutex { clients: vec![0], ..Default::default() }).is_err());
-        assert!(actor_vs_mutex(&ActorVsMutex { requests: 1, ..Default::default() }).is_err());
+        assert!(actor_vs_mutex(&ActorVsMutex { duration_ms: 1, ..Default::default() }).is_err());
     }
 }

@@ -1,11 +1,12 @@
 //! Shared state vs message passing, measured: one workload — counting values into a
 //! histogram — done five ways, throughput vs thread count.
 
-use crate::lab::budget::{Progress, check_estimate};
+use crate::lab::budget::{Progress, check_estimate, timed_runs};
+use crate::lab::findings::separated;
 use crate::lab::rng::Rng;
-use crate::lab::together::run_together;
+use crate::lab::together::{Run, batched, run_for, threads_error};
 use crate::lab::{
-    Figure, LabError, ParamError, Point, Report, RunError, Sampling, Series, Stats, Style, Table, check_choices,
+    Figure, Finding, LabError, Load, LoadProbe, ParamError, Point, Report, Series, Stats, Style, Table, check_choices,
     check_list, check_range, cores, fmt_num,
 };
 use serde::{Deserialize, Serialize};
@@ -35,8 +36,10 @@ crate::choices! {
 pub struct Histogram {
     /// Counting threads: each 1..=256, at most 16 counts.
     pub threads: Vec<usize>,
-    /// Values each thread counts per sample: 1_000..=10_000_000.
-    pub ops_per_thread: u64,
+    /// How long the threads count in each sample, in milliseconds: 10..=2000. Every way
+    /// runs for the same time, long enough that the threads' start-up skew (tens of µs
+    /// to a few ms on a busy machine) is small next to it.
+    pub duration_ms: u64,
     /// Histogram buckets: 1..=4096 (fewer buckets, more collisions on the same counter).
     pub buckets: usize,
     /// Timed samples per point (after one warm-up): 1..=51.
@@ -49,9 +52,9 @@ impl Default for Histogram {
     fn default() -> Self {
         Histogram {
             threads: crate::lab::machine::default_threads_within(cores(), 256, 16),
-            ops_per_thread: 1_000_000,
+            duration_ms: 100,
             buckets: 16,
-            samples: 3,
+            samples: 5,
             ways: HistogramWay::ALL.to_vec(),
         }
     }
@@ -60,20 +63,12 @@ impl Default for Histogram {
 impl Histogram {
     pub fn validate(&self) -> Result<(), ParamError> {
         check_list("threads", &self.threads, 16, 1..=256)?;
-        check_range("ops_per_thread", self.ops_per_thread, 1_000..=10_000_000)?;
+        check_range("duration_ms", self.duration_ms, 10..=2000)?;
         check_range("buckets", self.buckets, 1..=4096)?;
         check_range("samples", self.samples, 1..=51)?;
         check_choices("ways", &self.ways)?;
-        // Values counted over the whole experiment, at about 20 million a second (the
-        // channel way, the slowest, on a 2-core VM).
-        let total: u64 = self.threads.iter().map(|&t| t as u64).sum::<u64>()
-            * self.ops_per_thread
-            * (self.samples as u64 + 1)
-            * self.ways.len() as u64;
-        check_estimate(
-            "sum(threads) × ops_per_thread × (samples + 1) × ways",
-            Duration::from_secs_f64(total as f64 * 50e-9),
-        )?;
+        let runs = self.threads.len() * (self.samples + 1) * self.ways.len();
+        check_estimate("threads × (samples + 1) × ways × duration_ms", timed_runs(runs, self.duration_ms))?;
         Ok(())
     }
 }
@@ -83,9 +78,9 @@ impl Histogram {
 pub struct HistogramRow {
     pub way: HistogramWay,
     pub threads: usize,
-    /// Million values counted per second, over the samples.
+    /// Million values counted per second (the sum of every thread's own rate), over the samples.
     pub mops: Stats,
-    /// Whether every sample's histogram summed to exactly threads × ops_per_thread.
+    /// Whether every sample's histogram summed to exactly the values the threads counted.
     pub exact: bool,
 }
 
@@ -93,126 +88,129 @@ pub struct HistogramRow {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistogramReport {
     pub params: Histogram,
+    pub cores: usize,
     pub rows: Vec<HistogramRow>,
+    /// How busy the machine was while this ran.
+    pub load: Load,
 }
 
-/// Counts `ops_per_thread` pseudo-random values per thread into `buckets` counters, five
-/// ways: one `Mutex<Vec<u64>>`; one `RwLock<Vec<u64>>` (write-locked for every value);
-/// a `Vec<AtomicU64>` (`fetch_add`, `Relaxed`); per-thread shards merged at the end; and
-/// a channel to one owning thread that does all the counting. Reports throughput per
-/// way and thread count, and checks each result is exact.
+/// Counts pseudo-random values into `buckets` counters for `duration_ms` on each thread
+/// count, five ways: one `Mutex<Vec<u64>>`; one `RwLock<Vec<u64>>` (write-locked for
+/// every value); a `Vec<AtomicU64>` (`fetch_add`, `Relaxed`); per-thread shards merged at
+/// the end; and a channel to one owning thread that does all the counting. Reports
+/// throughput per way and thread count, and checks each result is exact.
 pub fn histogram(p: &Histogram) -> Result<HistogramReport, LabError> {
     p.validate()?;
+    let probe = LoadProbe::start();
     let mut progress = Progress::new("histogram", p.ways.len() * p.threads.len());
-    let sampling = Sampling { warmup: 1, samples: p.samples };
+    let duration = Duration::from_millis(p.duration_ms);
     let mut rows = Vec::new();
     for way in HistogramWay::ALL.iter().copied().filter(|w| p.ways.contains(w)) {
         for &t in &p.threads {
             let mut exact = true;
-            let secs = sampling
-                .try_collect(|| {
-                    count(way, t, p.ops_per_thread, p.buckets).map(|(h, wall)| {
-                        exact &= h.iter().sum::<u64>() == t as u64 * p.ops_per_thread;
-                        wall
-                    })
-                })
-                .map_err(|e| RunError::new("histogram", e))?;
-            rows.push(HistogramRow {
-                way,
-                threads: t,
-                mops: Stats::rates(t as f64 * p.ops_per_thread as f64 / 1e6, &secs).expect("finite rates"),
-                exact,
-            });
+            let mut rates = Vec::new();
+            for i in 0..=p.samples {
+                let (h, run) = count(way, t, duration, p.buckets).map_err(threads_error(t))?;
+                exact &= h.iter().sum::<u64>() == run.ops.iter().sum::<u64>();
+                if i > 0 {
+                    rates.push(run.mops());
+                }
+            }
+            rows.push(HistogramRow { way, threads: t, mops: Stats::of(&rates), exact });
             progress.step()?;
         }
     }
-    Ok(HistogramReport { params: p.clone(), rows })
+    Ok(HistogramReport { params: p.clone(), cores: cores(), rows, load: probe.finish() })
 }
 
-/// One run of one way: the histogram, and the time from the counting threads' common
-/// start (they are created first, then released together) to the last count.
-fn count(way: HistogramWay, threads: usize, ops: u64, buckets: usize) -> std::io::Result<(Vec<u64>, Duration)> {
+/// One run of one way: the histogram, and what each counting thread did (values counted,
+/// its own running time). The threads are created first and released together.
+fn count(way: HistogramWay, threads: usize, duration: Duration, buckets: usize) -> Result<(Vec<u64>, Run), String> {
     let b = buckets as u64;
-    let ready = |_| Ok(());
     match way {
         HistogramWay::Mutex => {
             let h = Mutex::new(vec![0u64; buckets]);
-            let done = run_together(threads, ready, |i| {
+            let run = run_for(threads, duration, |i, stop| {
                 let mut x = Rng::new(i as u64 + 1);
-                for _ in 0..ops {
+                batched(stop, || {
                     let k = (x.next_u64() % b) as usize;
                     h.lock().unwrap_or_else(|e| e.into_inner())[k] += 1;
-                }
+                })
             })?;
-            Ok((h.into_inner().unwrap_or_else(|e| e.into_inner()), done.wall))
+            Ok((h.into_inner().unwrap_or_else(|e| e.into_inner()), run))
         }
         HistogramWay::RwLock => {
             let h = RwLock::new(vec![0u64; buckets]);
-            let done = run_together(threads, ready, |i| {
+            let run = run_for(threads, duration, |i, stop| {
                 let mut x = Rng::new(i as u64 + 1);
-                for _ in 0..ops {
+                batched(stop, || {
                     let k = (x.next_u64() % b) as usize;
                     h.write().unwrap_or_else(|e| e.into_inner())[k] += 1;
-                }
+                })
             })?;
-            Ok((h.into_inner().unwrap_or_else(|e| e.into_inner()), done.wall))
+            Ok((h.into_inner().unwrap_or_else(|e| e.into_inner()), run))
         }
         HistogramWay::Atomic => {
             let h: Vec<AtomicU64> = (0..buckets).map(|_| AtomicU64::new(0)).collect();
-            let done = run_together(threads, ready, |i| {
+            let run = run_for(threads, duration, |i, stop| {
                 let mut x = Rng::new(i as u64 + 1);
-                for _ in 0..ops {
+                batched(stop, || {
                     h[(x.next_u64() % b) as usize].fetch_add(1, Ordering::Relaxed);
-                }
+                })
             })?;
-            Ok((h.into_iter().map(AtomicU64::into_inner).collect(), done.wall))
+            Ok((h.into_iter().map(AtomicU64::into_inner).collect(), run))
         }
         HistogramWay::Shards => {
-            let done = run_together(threads, ready, |i| {
+            // Each thread counts into its own Vec; it hands the shard over when it stops.
+            let shards = Mutex::new(Vec::with_capacity(threads));
+            let mut run = run_for(threads, duration, |i, stop| {
                 let mut mine = vec![0u64; buckets];
                 let mut x = Rng::new(i as u64 + 1);
-                for _ in 0..ops {
+                let n = batched(stop, || {
                     mine[(x.next_u64() % b) as usize] += 1;
-                }
-                mine
+                });
+                shards.lock().unwrap_or_else(|e| e.into_inner()).push(mine);
+                n
             })?;
-            // Merging is part of the way: time it too.
+            // Merging is part of the way: its time is added to every thread's.
             let t = Instant::now();
             let mut h = vec![0u64; buckets];
-            for shard in &done.results {
+            for shard in shards.into_inner().unwrap_or_else(|e| e.into_inner()) {
                 for (a, v) in h.iter_mut().zip(shard) {
                     *a += v;
                 }
             }
-            Ok((h, done.wall + t.elapsed()))
+            let merge = t.elapsed().as_secs_f64();
+            run.secs.iter_mut().for_each(|s| *s += merge);
+            Ok((h, run))
         }
         HistogramWay::Channel => {
-            // Producers send bucket numbers through a bounded channel (so a
-            // slow owner holds them back instead of letting messages pile up in memory);
-            // one owner thread does all the counting. Timed until the owner is done.
+            // Producers send bucket numbers through a bounded channel (so a slow owner
+            // holds them back instead of letting messages pile up in memory); one owner
+            // thread does all the counting.
             let (tx, rx) = mpsc::sync_channel::<u32>(1024);
             std::thread::scope(|s| {
-                let owner = std::thread::Builder::new().spawn_scoped(s, move || {
-                    let mut h = vec![0u64; buckets];
-                    // Ends when every sender is gone; the timeout only guards a bug.
-                    while let Ok(k) = rx.recv_timeout(Duration::from_secs(30)) {
-                        h[k as usize] += 1;
-                    }
-                    (h, Instant::now())
-                })?;
-                let sent = run_together(threads, ready, |i| {
+                let owner = std::thread::Builder::new()
+                    .spawn_scoped(s, move || {
+                        let mut h = vec![0u64; buckets];
+                        // Ends when every sender is gone; the timeout only guards a bug.
+                        while let Ok(k) = rx.recv_timeout(Duration::from_secs(30)) {
+                            h[k as usize] += 1;
+                        }
+                        h
+                    })
+                    .map_err(|e| format!("the OS refused the owner thread ({e})"))?;
+                let run = run_for(threads, duration, |i, stop| {
                     let tx = tx.clone();
                     let mut x = Rng::new(i as u64 + 1);
-                    for _ in 0..ops {
-                        if tx.send((x.next_u64() % b) as u32).is_err() {
-                            break;
-                        }
-                    }
+                    batched(stop, || {
+                        // A failed send (the owner is gone) shows as an inexact total.
+                        let _ = tx.send((x.next_u64() % b) as u32);
+                    })
                 });
                 drop(tx);
-                let (h, end) = owner.join().map_err(|_| std::io::Error::other("the owner thread panicked"))?;
-                let sent = sent?;
-                Ok((h, end.saturating_duration_since(sent.start)))
+                let h = owner.join().map_err(|_| "the owner thread panicked".to_string())?;
+                Ok((h, run?))
             })
         }
     }
@@ -220,11 +218,102 @@ fn count(way: HistogramWay, threads: usize, ops: u64, buckets: usize) -> std::io
 
 impl HistogramReport {
     pub fn median(&self, way: HistogramWay, threads: usize) -> Option<f64> {
-        self.rows.iter().find(|r| r.way == way && r.threads == threads).map(|r| r.mops.median)
+        self.row(way, threads).map(|r| r.mops.median)
+    }
+
+    fn row(&self, way: HistogramWay, threads: usize) -> Option<&HistogramRow> {
+        self.rows.iter().find(|r| r.way == way && r.threads == threads)
+    }
+
+    fn ways(&self) -> Vec<HistogramWay> {
+        HistogramWay::ALL.iter().copied().filter(|w| self.rows.iter().any(|r| r.way == *w)).collect()
+    }
+
+    /// The thread count the findings compare with 1: the largest that still has a CPU per
+    /// thread, or the largest measured.
+    fn parallel_count(&self) -> Option<usize> {
+        let counts = &self.params.threads;
+        counts
+            .iter()
+            .copied()
+            .filter(|&t| t > 1 && t <= self.cores)
+            .max()
+            .or_else(|| counts.iter().copied().filter(|&t| t > 1).max())
     }
 }
 
+/// "2.1× its rate at 1 thread" with how sure, for one way.
+fn ratio_finding(way: &str, a: &HistogramRow, b: &HistogramRow) -> Finding {
+    let r = b.mops.median / a.mops.median.max(1e-12);
+    let how = if (r - 1.0).abs() < 0.1 {
+        "about the same as".to_string()
+    } else if r > 1.0 {
+        format!("{}× faster than", fmt_num(r))
+    } else {
+        format!("{}× slower than", fmt_num(1.0 / r))
+    };
+    let text = format!(
+        "{way} at {} threads: {} M values/s, {how} at {} thread{} ({})",
+        b.threads,
+        fmt_num(b.mops.median),
+        a.threads,
+        if a.threads == 1 { "" } else { "s" },
+        fmt_num(a.mops.median)
+    );
+    if separated(&a.mops, &b.mops) || (r - 1.0).abs() < 0.1 { Finding::clear(text) } else { Finding::unclear(text) }
+}
+
 impl Report for HistogramReport {
+    fn findings(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let ways = self.ways();
+        if let Some(k) = self.parallel_count() {
+            // Which way was fastest with one thread per CPU, and by how much over the next.
+            let mut at_k: Vec<&HistogramRow> = ways.iter().filter_map(|&w| self.row(w, k)).collect();
+            at_k.sort_by(|a, b| b.mops.median.total_cmp(&a.mops.median));
+            if let [best, next, ..] = at_k.as_slice() {
+                out.push(super::compare_medians(
+                    &format!("Fastest at {k} threads: {}", best.way),
+                    &best.mops,
+                    next.way.name(),
+                    &next.mops,
+                    " M values/s",
+                ));
+            }
+            for &w in &ways {
+                if let (Some(a), Some(b)) = (self.row(w, 1), self.row(w, k)) {
+                    out.push(ratio_finding(w.name(), a, b));
+                }
+            }
+            // Past one thread per CPU.
+            let top = self.params.threads.iter().copied().max().unwrap_or(k);
+            if top > k {
+                let parts: Vec<String> = ways
+                    .iter()
+                    .filter_map(|&w| Some((w, self.row(w, k)?, self.row(w, top)?)))
+                    .map(|(w, a, b)| format!("{w} {}×", fmt_num(b.mops.median / a.mops.median.max(1e-12))))
+                    .collect();
+                out.push(Finding::note(format!(
+                    "With {top} threads on {} CPUs, each way's rate relative to {k} threads: {}",
+                    self.cores,
+                    parts.join(", ")
+                )));
+            }
+        }
+        let inexact: Vec<String> =
+            self.rows.iter().filter(|r| !r.exact).map(|r| format!("{} at {}", r.way, r.threads)).collect();
+        out.push(if inexact.is_empty() {
+            Finding::note(format!(
+                "Every way counted exactly: each histogram's total equalled the values counted, in all {} runs",
+                self.rows.len() * (self.params.samples + 1)
+            ))
+        } else {
+            Finding::note(format!("Totals did NOT match for: {}", inexact.join(", ")))
+        });
+        out.push(Finding::note(self.load.sentence()));
+        out
+    }
+
     fn figures(&self) -> Vec<Figure> {
         let mut f = Figure::lines(
             "Counting into one histogram: which way scales?",
@@ -244,7 +333,11 @@ impl Report for HistogramReport {
                 f = f.series(Series::new(way.name(), Style::Measured, pts));
             }
         }
-        vec![f]
+        f = f.note(format!(
+            "{} ms of counting per sample, {} samples, {} buckets; channel adds one owner thread.",
+            self.params.duration_ms, self.params.samples, self.params.buckets
+        ));
+        vec![super::caption_with_load(f, &self.load)]
     }
 
     fn table(&self) -> Table {
@@ -262,8 +355,8 @@ impl Report for HistogramReport {
             ]);
         }
         t.note(format!(
-            "{} values per thread into {} buckets, {} samples; channel adds one owner thread.",
-            self.params.ops_per_thread, self.params.buckets, self.params.samples
+            "{} ms of counting per sample into {} buckets, {} samples; channel adds one owner thread.",
+            self.params.duration_ms, self.params.buckets, self.params.samples
         ));
         t
     }
@@ -276,23 +369,30 @@ mod tests {
     #[test]
     fn every_way_counts_exactly() {
         for &way in HistogramWay::ALL {
-            let (h, wall) = count(way, 3, 5_000, 7).unwrap();
-            assert!(wall > Duration::ZERO);
+            let (h, run) = count(way, 3, Duration::from_millis(15), 7).unwrap();
             assert_eq!(h.len(), 7);
-            assert_eq!(h.iter().sum::<u64>(), 15_000, "{way}");
-            assert!(h.iter().all(|&c| c > 1_000), "{way}: buckets hit evenly {h:?}");
+            assert_eq!(run.ops.len(), 3);
+            let total: u64 = run.ops.iter().sum();
+            assert_eq!(h.iter().sum::<u64>(), total, "{way}");
+            assert!(h.iter().all(|&c| c * 20 > total / 7), "{way}: buckets hit evenly {h:?}");
         }
     }
 
     #[test]
-    fn report_has_a_row_per_way_and_count() {
-        let p = Histogram { threads: vec![1, 2], ops_per_thread: 2_000, samples: 1, ..Default::default() };
+    fn report_has_a_row_per_way_and_count_and_findings() {
+        let p = Histogram { threads: vec![1, 2], duration_ms: 10, samples: 1, ..Default::default() };
         let r = histogram(&p).unwrap();
         assert_eq!(r.rows.len(), 10);
         assert!(r.rows.iter().all(|x| x.exact && x.mops.median > 0.0));
+        let f = r.findings();
+        assert!(f.iter().any(|x| x.text.starts_with("Fastest at 2 threads")), "{f:?}");
+        assert!(f.iter().any(|x| x.text.starts_with("shards at 2 threads")), "{f:?}");
+        assert!(f.iter().any(|x| x.text.contains("counted exactly")), "{f:?}");
+        assert!(f.last().unwrap().text.to_lowercase().contains("machine"), "{f:?}");
         let e =
             crate::lab::params_from_pairs::<Histogram>("histogram", &[("ways".into(), "spinlock".into())]).unwrap_err();
         assert!(e.to_string().contains("mutex") && e.to_string().contains("channel"), "{e}");
-        assert!(histogram(&Histogram { buckets: 0, ..p }).is_err());
+        assert!(histogram(&Histogram { buckets: 0, ..p.clone() }).is_err());
+        assert!(histogram(&Histogram { duration_ms: 5, ..p }).is_err());
     }
 }

@@ -1,7 +1,9 @@
 //! Interior mutability: what each way of mutating through a shared reference costs on
 //! one thread, and what `RefCell` does when its rules are broken.
 
-use crate::lab::{Figure, LabError, ParamError, Report, Sampling, Stats, Table, check_range, fmt_num};
+use crate::lab::{
+    Figure, Finding, LabError, Load, LoadProbe, ParamError, Report, Sampling, Stats, Table, check_range, fmt_num,
+};
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::hint::black_box;
@@ -39,6 +41,9 @@ pub struct InteriorRow {
 pub struct InteriorReport {
     pub params: InteriorCosts,
     pub rows: Vec<InteriorRow>,
+    /// How busy the machine was while this ran (one thread measures, so a busy machine
+    /// mostly widens the spread).
+    pub load: Load,
 }
 
 impl InteriorCosts {
@@ -57,6 +62,7 @@ impl InteriorCosts {
 /// read-modify-write instructions even when no other thread exists.
 pub fn interior_costs(p: &InteriorCosts) -> Result<InteriorReport, LabError> {
     p.validate()?;
+    let probe = LoadProbe::start();
     let s = Sampling { warmup: 1, samples: p.samples };
     let n = p.ops;
     let per_op = |st: Stats| st.scaled(1e9 / n as f64);
@@ -95,7 +101,7 @@ pub fn interior_costs(p: &InteriorCosts) -> Result<InteriorReport, LabError> {
     let rw = RwLock::new(0u64);
     add("RwLock write", true, s.time(|| bump(n, || *rw.write().unwrap_or_else(|e| e.into_inner()) += 1)));
     black_box((cell.get(), refcell.borrow().to_owned(), atomic.load(Ordering::Relaxed)));
-    Ok(InteriorReport { params: p.clone(), rows })
+    Ok(InteriorReport { params: p.clone(), rows, load: probe.finish() })
 }
 
 #[inline(always)]
@@ -123,7 +129,38 @@ pub fn refcell_conflict() -> String {
     format!("{msg}; after the first borrow ends: {third}")
 }
 
+impl InteriorReport {
+    fn nanos(&self, kind: &str) -> Option<&Stats> {
+        self.rows.iter().find(|r| r.kind == kind).map(|r| &r.nanos)
+    }
+}
+
 impl Report for InteriorReport {
+    fn findings(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let mut pair = |a: &str, b: &str| {
+            if let (Some(x), Some(y)) = (self.nanos(a), self.nanos(b)) {
+                out.push(super::compare_medians(a, x, b, y, " ns"));
+            }
+        };
+        pair("Mutex", "Cell");
+        pair("atomic Relaxed", "Cell");
+        pair("atomic SeqCst", "atomic Relaxed");
+        pair("parking_lot", "Mutex");
+        // The cheapest way that may be shared between threads.
+        if let Some(r) =
+            self.rows.iter().filter(|r| r.thread_safe).min_by(|a, b| a.nanos.median.total_cmp(&b.nanos.median))
+        {
+            out.push(Finding::note(format!(
+                "The cheapest thread-safe kind here was {} ({} ns per increment, one thread, no contention)",
+                r.kind,
+                fmt_num(r.nanos.median)
+            )));
+        }
+        out.push(Finding::note(self.load.sentence()));
+        out
+    }
+
     fn figures(&self) -> Vec<Figure> {
         let mut f = Figure::bars(
             "Is thread safety free when only one thread runs?",
@@ -134,7 +171,7 @@ impl Report for InteriorReport {
             let series = if r.thread_safe { "thread-safe (Sync)" } else { "single-thread only" };
             f = f.bar(r.kind, series, r.nanos.median, Some((r.nanos.p25, r.nanos.p75)));
         }
-        vec![f.size(860, 440)]
+        vec![super::caption_with_load(f.size(860, 440), &self.load)]
     }
 
     fn table(&self) -> Table {
@@ -164,6 +201,9 @@ mod tests {
         assert_eq!(r.rows.len(), 7);
         assert!(r.rows.iter().all(|x| x.nanos.median > 0.0));
         assert_eq!(r.rows.iter().filter(|x| !x.thread_safe).count(), 2);
+        let f = r.findings();
+        assert!(f[0].text.starts_with("Mutex"), "{f:?}");
+        assert!(f.iter().any(|x| x.text.contains("cheapest thread-safe")), "{f:?}");
     }
 
     #[test]
