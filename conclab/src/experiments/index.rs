@@ -154,9 +154,9 @@ impl Report for SpawnCostReport {
             && let (Some(a), Some(b)) = (self.stats(THREAD, small), self.stats(THREAD, last))
         {
             out.push(compare(
-                &format!("Per thread, a batch of {last} cost"),
+                &format!("Per thread in a batch of {last}"),
                 b,
-                &format!("a batch of {small}"),
+                &format!("in a batch of {small}"),
                 a,
                 " µs",
             ));
@@ -166,9 +166,9 @@ impl Report for SpawnCostReport {
             && let (Some(a), Some(b)) = (self.stats(TASK, first), self.stats(TASK, last))
         {
             out.push(compare(
-                &format!("Per task, a batch of {first} cost"),
+                &format!("Per task in a batch of {first}"),
                 a,
-                &format!("a batch of {last}"),
+                &format!("in a batch of {last}"),
                 b,
                 " µs",
             ));

@@ -159,7 +159,7 @@ impl Report for OverlapReport {
             for job in [WAITING, COMPUTING] {
                 if let (Some(one), Some(many)) = (self.row(job, 1), self.row(job, max_t)) {
                     let mut f = compare(
-                        &format!("\"{job}\" on {max_t} threads took"),
+                        &format!("\"{job}\" on {max_t} threads"),
                         &many.millis,
                         "on 1 thread",
                         &one.millis,

@@ -375,11 +375,11 @@ impl Report for PingPongReport {
             let (same, two, un) = (self.row(m, "same CPU"), self.row(m, "two CPUs"), self.row(m, "unpinned"));
             if let (Some(a), Some(b)) = (same, two) {
                 out.push(compare(
-                    &format!("{m}: a round trip on the same CPU took"),
+                    &format!("{m}, median single round trip on the same CPU"),
                     &a.trip_us,
                     "on two CPUs",
                     &b.trip_us,
-                    " µs (medians of single trips)",
+                    " µs",
                 ));
             }
             if let (Some(u), Some((one, apart, mixed))) = (un, self.unpinned_landing(m)) {
