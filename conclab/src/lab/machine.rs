@@ -288,12 +288,19 @@ mod tests {
         assert!(c.rustc.starts_with("rustc "), "{}", c.rustc);
         assert_eq!(c.debug_assertions, cfg!(debug_assertions));
         assert!(c.evcxr.is_none(), "unit tests do not run under evcxr");
+        // Unit tests build at the dev (or test) profile: checks on, not a release build.
+        assert_eq!(c.overflow_checks, cfg!(debug_assertions));
+        assert!(
+            c.build().starts_with(if cfg!(debug_assertions) { "debug build" } else { "release build" }),
+            "{}",
+            c.build()
+        );
     }
 
     #[test]
     fn table_lists_every_field() {
         let t = MachineCard::current().table();
-        assert_eq!(t.rows.len(), 11);
+        assert_eq!(t.rows.len(), 13);
         assert!(t.to_text().contains("available_parallelism()"));
     }
 
