@@ -472,11 +472,11 @@ impl Report for PingPongReport {
             40,
         )
         .log_x();
+        let mut tails = Vec::new();
         for r in self.rows.iter().filter(|r| Some(r.mechanism) == mech) {
             hist = hist.samples(&r.placement, r.latencies_us.clone());
-            hist = hist.note(format!(
-                "{}: p50 {} µs, p99 {} µs, p99.9 {} µs, slowest {} µs — the tail is too rare to see as bars here; \
-                 the next figure draws it.",
+            tails.push(format!(
+                "{}: p50 {} µs, p99 {} µs, p99.9 {} µs, slowest {} µs",
                 r.placement,
                 fmt_num(r.trip_us.median),
                 fmt_num(r.trip_p99_us),
@@ -484,6 +484,10 @@ impl Report for PingPongReport {
                 fmt_num(r.trip_us.max)
             ));
         }
+        for t in tails {
+            hist = hist.note(t);
+        }
+        hist = hist.note("The slow tail is too rare to show as bars here; the next figure draws it.");
         hist = hist.legend(crate::lab::Legend::UpperRight);
         let mut tail = Figure::lines(
             "The tail: how slow are the slowest round trips?",

@@ -240,17 +240,41 @@ impl Report for ScalingReport {
             );
             out.push(if separated(&one.millis, &t.millis) { Finding::clear(text) } else { Finding::unclear(text) });
         }
-        let best = self.rows.iter().filter(|r| r.method == THREADS).max_by(|a, b| a.speedup.total_cmp(&b.speedup));
-        if let (Some(best), Some(max_t)) = (best, self.params.threads.iter().copied().max())
-            && max_t > self.cores
+        // Past the CPU count: did more threads add speed? Best row within the CPUs
+        // against the best row past them.
+        let best_of = |within: bool| {
+            self.rows
+                .iter()
+                .filter(|r| r.method == THREADS && (r.threads <= self.cores) == within)
+                .max_by(|a, b| a.speedup.total_cmp(&b.speedup))
+        };
+        if let (Some(inside), Some(beyond), Some(max_t)) =
+            (best_of(true), best_of(false), self.params.threads.iter().copied().max())
         {
-            out.push(Finding::note(format!(
-                "Beyond {} CPU(s), extra threads added no speed: the best was {}× at {} thread(s), {}× at {max_t}",
-                self.cores,
-                fmt_num(best.speedup),
-                best.threads,
-                fmt_num(self.row(THREADS, max_t).map_or(0.0, |r| r.speedup))
-            )));
+            let at_max = self.row(THREADS, max_t).map_or(0.0, |r| r.speedup);
+            if beyond.speedup > inside.speedup * 1.05 && separated(&beyond.millis, &inside.millis) {
+                out.push(Finding::clear(format!(
+                    "Past {} CPU(s), more threads were faster: {}× at {} threads against {}× at {} — more than the \
+                     CPUs can explain; on a busy machine more threads win a larger share of the CPUs from other \
+                     programs",
+                    self.cores,
+                    fmt_num(beyond.speedup),
+                    beyond.threads,
+                    fmt_num(inside.speedup),
+                    inside.threads
+                )));
+            } else {
+                out.push(Finding::note(format!(
+                    "Past {} CPU(s), extra threads added no speed: the best within the CPUs was {}× at {} thread(s), \
+                     past them {}× at {} and {}× at {max_t}",
+                    self.cores,
+                    fmt_num(inside.speedup),
+                    inside.threads,
+                    fmt_num(beyond.speedup),
+                    beyond.threads,
+                    fmt_num(at_max)
+                )));
+            }
         }
         if let Some(max_t) = self.params.threads.iter().copied().max()
             && max_t > 1

@@ -250,6 +250,12 @@ impl Report for TimelineReport {
                 )));
             }
         }
+        if used <= 1 && tasks > 1 && (self.speedup() > 1.2 || self.speedup() < 1.0 / 1.2) {
+            out.push(Finding::note(
+                "Both runs used one CPU, so the difference in wall time is not parallelism: other programs \
+                 took a different share of the CPU in each run",
+            ));
+        }
         if used > 1 {
             out.push(Finding::note(format!(
                 "Unpinned: {} migration(s) — a task continuing on another CPU than before",
