@@ -200,7 +200,7 @@ impl Report for SpawnCostReport {
             "spawned per sample ({} samples each; tokio: {} workers)",
             self.params.samples, self.params.workers
         );
-        let mut f = Figure::lines(
+        let f = Figure::lines(
             "How much does it cost to start a thread vs a task?",
             &x_label,
             "µs per spawn (median, p25–p75)",
@@ -210,9 +210,6 @@ impl Report for SpawnCostReport {
         .series(series(THREAD))
         .series(series(TASK))
         .legend(crate::lab::Legend::LowerLeft);
-        if let Some(r) = self.ratio_at_largest() {
-            f = f.note(format!("At the largest count a thread costs {}× a task.", fmt_num(r)));
-        }
         vec![mark_busy(f, &self.load)]
     }
 
