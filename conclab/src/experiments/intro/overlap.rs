@@ -171,8 +171,14 @@ impl Report for OverlapReport {
                             fmt_num(many.speedup),
                             fmt_num(self.bound(max_t as f64))
                         );
+                    } else if many.speedup > 1.2 {
+                        f.text += &format!(
+                            " — {}× on one CPU, and not from overlap: there is nothing to overlap, so more threads \
+                             took a larger share of that CPU from other programs running on it",
+                            fmt_num(many.speedup)
+                        );
                     } else {
-                        f.text += &format!(" — {}× on one CPU", fmt_num(many.speedup));
+                        f.text += &format!(" — {}× on one CPU: nothing to overlap", fmt_num(many.speedup));
                     }
                     out.push(f);
                 }

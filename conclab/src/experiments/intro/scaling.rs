@@ -264,15 +264,17 @@ impl Report for ScalingReport {
                     inside.threads
                 )));
             } else {
+                let past = if beyond.threads == max_t {
+                    format!("{}× at {max_t}", fmt_num(at_max))
+                } else {
+                    format!("{}× at {} and {}× at {max_t}", fmt_num(beyond.speedup), beyond.threads, fmt_num(at_max))
+                };
                 out.push(Finding::note(format!(
                     "Past {} CPU(s), extra threads added no speed: the best within the CPUs was {}× at {} thread(s), \
-                     past them {}× at {} and {}× at {max_t}",
+                     past them {past}",
                     self.cores,
                     fmt_num(inside.speedup),
                     inside.threads,
-                    fmt_num(beyond.speedup),
-                    beyond.threads,
-                    fmt_num(at_max)
                 )));
             }
         }
