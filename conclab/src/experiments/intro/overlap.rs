@@ -265,10 +265,11 @@ mod tests {
         let p = Overlap { tasks: 4, work_ms: 1, wait_ms: 8, threads: vec![1, 4], samples: 3, ..Default::default() };
         let r = overlap(&p).unwrap();
         assert_eq!(r.rows.len(), 4);
-        // 4 × 9 ms on one thread against about 9–12 ms on four: far above 1.5× even on a
-        // busy machine, while computing cannot beat one CPU.
-        assert!(r.row(WAITING, 4).unwrap().speedup > 1.5, "{:?}", r.rows);
-        assert!(r.row(COMPUTING, 4).unwrap().speedup < 1.3, "{:?}", r.rows);
+        // 4 × 9 ms on one thread against about 12 ms on four: far above 1.5× even on a
+        // busy machine. Computing has nothing to overlap (on a busy CPU more threads may
+        // still win a larger share of it, so only the order is asserted).
+        let (w, c) = (r.row(WAITING, 4).unwrap().speedup, r.row(COMPUTING, 4).unwrap().speedup);
+        assert!(w > 1.5 && w > c, "{:?}", r.rows);
         // 4 × 9 ms = 36 ms on one thread; at best 4 × 1 + 8 = 12 ms on four: 3×.
         assert_eq!(r.bound(4.0), 3.0);
         assert_eq!(r.bound(1.0), 1.0);
