@@ -177,7 +177,7 @@ pub fn check_spread(f: Spread) -> Verdict {
         return Verdict::pass(SPREAD, format!("{base}. Speed not judged: one CPU cannot run two threads at once."));
     }
     if load.busy() {
-        return Verdict::pass(SPREAD, format!("{base}. Speed not judged: {}", load.sentence()));
+        return Verdict::pass(SPREAD, format!("{base}. Speed not judged — {}", load.sentence()));
     }
     if speedup < 0.7 * ideal {
         return Verdict::not_yet(
