@@ -10,8 +10,9 @@ pub use crate::experiments::features::{
 pub use crate::experiments::index::{SpawnCost, SpawnCostReport, spawn_cost};
 #[cfg(feature = "intro")]
 pub use crate::experiments::intro::{
-    Mechanism, PingPong, PingPongReport, Processes, ProcessesReport, Scaling, ScalingReport, Stacks, StacksReport,
-    Timeline, TimelineReport, ping_pong, processes, scaling, stacks, timeline,
+    Mechanism, Overlap, OverlapReport, PingPong, PingPongReport, Processes, ProcessesReport, Scaling, ScalingReport,
+    Stacks, StacksReport, Timeline, TimelineReport, Turn, check_handoff, check_spread, overlap, ping_pong, processes,
+    scaling, stacks, timeline,
 };
 #[cfg(feature = "threads")]
 pub use crate::experiments::threads::{

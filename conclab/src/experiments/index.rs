@@ -1,9 +1,10 @@
 //! Experiments of the index notebook (00): what it costs to start a unit of concurrency.
 
+use crate::lab::findings::compare;
 use crate::lab::rt::Rt;
 use crate::lab::{
-    Figure, LabError, ParamError, Point, Report, RunError, Sampling, Series, Stats, Style, Table, check_list,
-    check_range, fmt_num,
+    Figure, Finding, LabError, Load, LoadProbe, ParamError, Point, Report, RunError, Sampling, Series, Stats, Style,
+    Table, check_list, check_range, fmt_num,
 };
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -52,6 +53,8 @@ pub struct SpawnRow {
 pub struct SpawnCostReport {
     pub params: SpawnCost,
     pub rows: Vec<SpawnRow>,
+    /// How busy the machine was while this ran.
+    pub load: Load,
 }
 
 pub const THREAD: &str = "std::thread::spawn + join";
@@ -66,6 +69,7 @@ pub const TASK: &str = "tokio::spawn + await";
 /// joined. Typical result: a thread costs tens of microseconds, a task well under one.
 pub fn spawn_cost(p: &SpawnCost) -> Result<SpawnCostReport, LabError> {
     p.validate()?;
+    let probe = LoadProbe::start();
     let sampling = Sampling { warmup: 1, samples: p.samples };
     let mut rows = Vec::new();
     for &n in &p.counts {
@@ -82,7 +86,7 @@ pub fn spawn_cost(p: &SpawnCost) -> Result<SpawnCostReport, LabError> {
             .map_err(|e| RunError::new(format!("spawn-cost with {n} tasks on a {rt}"), e))?;
         rows.push(SpawnRow { kind: TASK, count: n, micros_per_spawn: stats.scaled(1e6 / n as f64) });
     }
-    Ok(SpawnCostReport { params: p.clone(), rows })
+    Ok(SpawnCostReport { params: p.clone(), rows, load: probe.finish() })
 }
 
 fn spawn_join_threads(n: usize) -> std::io::Result<Duration> {
@@ -122,6 +126,10 @@ impl SpawnCostReport {
         self.rows.iter().find(|r| r.kind == kind && r.count == count).map(|r| r.micros_per_spawn.median)
     }
 
+    fn stats(&self, kind: &str, count: usize) -> Option<&Stats> {
+        self.rows.iter().find(|r| r.kind == kind && r.count == count).map(|r| &r.micros_per_spawn)
+    }
+
     /// Ratio of thread cost to task cost at the largest count.
     pub fn ratio_at_largest(&self) -> Option<f64> {
         let n = *self.params.counts.iter().max()?;
@@ -130,6 +138,45 @@ impl SpawnCostReport {
 }
 
 impl Report for SpawnCostReport {
+    fn findings(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let mut counts = self.params.counts.clone();
+        counts.sort_unstable();
+        counts.dedup();
+        let (Some(&first), Some(&last)) = (counts.first(), counts.last()) else { return out };
+        // Thread against task where the batch is longest.
+        if let (Some(th), Some(ta)) = (self.stats(THREAD, last), self.stats(TASK, last)) {
+            out.push(compare(&format!("In batches of {last}, a thread"), th, "a task", ta, " µs"));
+        }
+        // Does the cost per thread depend on the batch? The smallest batch of at least 4
+        // (a single thread also pays for its lone wake-up) against the longest.
+        if let Some(&small) = counts.iter().find(|&&c| c >= 4 && c < last)
+            && let (Some(a), Some(b)) = (self.stats(THREAD, small), self.stats(THREAD, last))
+        {
+            out.push(compare(
+                &format!("Per thread in a batch of {last}"),
+                b,
+                &format!("in a batch of {small}"),
+                a,
+                " µs",
+            ));
+        }
+        // The left end: a lone task wakes a sleeping worker.
+        if first < last
+            && let (Some(a), Some(b)) = (self.stats(TASK, first), self.stats(TASK, last))
+        {
+            out.push(compare(
+                &format!("Per task in a batch of {first}"),
+                a,
+                &format!("in a batch of {last}"),
+                b,
+                " µs",
+            ));
+        }
+        out.push(Finding::note(self.load.sentence()));
+        out
+    }
+
     fn figures(&self) -> Vec<Figure> {
         let series = |kind: &str| {
             let pts = self
@@ -153,7 +200,7 @@ impl Report for SpawnCostReport {
             "spawned per sample ({} samples each; tokio: {} workers)",
             self.params.samples, self.params.workers
         );
-        let mut f = Figure::lines(
+        let f = Figure::lines(
             "How much does it cost to start a thread vs a task?",
             &x_label,
             "µs per spawn (median, p25–p75)",
@@ -163,10 +210,7 @@ impl Report for SpawnCostReport {
         .series(series(THREAD))
         .series(series(TASK))
         .legend(crate::lab::Legend::LowerLeft);
-        if let Some(r) = self.ratio_at_largest() {
-            f = f.note(format!("At the largest count a thread costs {}× a task.", fmt_num(r)));
-        }
-        vec![f]
+        vec![mark_busy(f, &self.load)]
     }
 
     fn table(&self) -> Table {
@@ -192,6 +236,18 @@ impl Report for SpawnCostReport {
             self.params.counts, self.params.samples, self.params.workers
         ));
         t
+    }
+}
+
+/// Adds the machine's load to a figure's caption when the run was disturbed.
+fn mark_busy(f: Figure, load: &Load) -> Figure {
+    match load.others_share {
+        Some(s) if load.busy() => {
+            let caption =
+                format!("{} · machine busy: other processes took {:.0} % of the CPU time", f.caption, s * 100.0);
+            f.caption(caption)
+        }
+        _ => f,
     }
 }
 

@@ -30,9 +30,13 @@ pub struct MachineCard {
     pub rustc: String,
     /// The evcxr kernel's version when the code runs inside one, else `None`.
     pub evcxr: Option<String>,
-    /// Whether debug assertions were on when this crate was compiled (they are in
-    /// notebook cells, which also keep overflow checks on).
+    /// Whether debug assertions were on when this crate was compiled (evcxr turns them
+    /// on for notebook cells; the lab's evcxr/init.evcxr turns them off again).
     pub debug_assertions: bool,
+    /// Whether integer overflow checks were on when this crate was compiled.
+    pub overflow_checks: bool,
+    /// The optimisation level this crate was compiled at ("3" in release builds).
+    pub opt_level: String,
 }
 
 impl MachineCard {
@@ -51,8 +55,25 @@ impl MachineCard {
             self.cpu_model,
             self.os,
             if self.virtualized { " · VM" } else { "" },
-            if self.debug_assertions { "notebook build (debug assertions)" } else { "release build" }
+            self.build()
         )
+    }
+
+    /// How the code was built, in a few words: "release build", or for notebook cells
+    /// the profile evcxr compiled them at and what still differs from a release build.
+    pub fn build(&self) -> String {
+        if self.evcxr.is_none() && !self.debug_assertions && !self.overflow_checks {
+            return format!("release build (opt-level {})", self.opt_level);
+        }
+        let checks = match (self.debug_assertions, self.overflow_checks) {
+            (false, false) => "no debug assertions or overflow checks".to_string(),
+            (true, true) => "debug assertions and overflow checks on".to_string(),
+            (true, false) => "debug assertions on".to_string(),
+            (false, true) => "overflow checks on".to_string(),
+        };
+        let what = if self.evcxr.is_some() { "notebook build" } else { "debug build" };
+        let rest = if self.evcxr.is_some() { "; incremental, std linked dynamically" } else { "" };
+        format!("{what} (opt-level {}, {checks}{rest})", self.opt_level)
     }
 
     /// The card as a two-column table.
@@ -69,10 +90,9 @@ impl MachineCard {
         t.row(vec!["kernel".into(), self.kernel.clone()]);
         t.row(vec!["rustc".into(), self.rustc.clone()]);
         t.row(vec!["evcxr".into(), self.evcxr.clone().unwrap_or_else(|| "not running under evcxr".into())]);
-        t.row(vec![
-            "debug assertions".into(),
-            if self.debug_assertions { "on (notebook cell profile)" } else { "off (release build)" }.into(),
-        ]);
+        t.row(vec!["debug assertions".into(), if self.debug_assertions { "on" } else { "off" }.into()]);
+        t.row(vec!["overflow checks".into(), if self.overflow_checks { "on" } else { "off" }.into()]);
+        t.row(vec!["built as".into(), self.build()]);
         t
     }
 
@@ -134,6 +154,8 @@ fn read_card() -> MachineCard {
         rustc: env!("CONCLAB_RUSTC_VERSION").to_string(),
         evcxr: evcxr_version(),
         debug_assertions: cfg!(debug_assertions),
+        overflow_checks: env!("CONCLAB_OVERFLOW_CHECKS") == "true",
+        opt_level: env!("CONCLAB_OPT_LEVEL").to_string(),
     }
 }
 
@@ -266,12 +288,19 @@ mod tests {
         assert!(c.rustc.starts_with("rustc "), "{}", c.rustc);
         assert_eq!(c.debug_assertions, cfg!(debug_assertions));
         assert!(c.evcxr.is_none(), "unit tests do not run under evcxr");
+        // Unit tests build at the dev (or test) profile: checks on, not a release build.
+        assert_eq!(c.overflow_checks, cfg!(debug_assertions));
+        assert!(
+            c.build().starts_with(if cfg!(debug_assertions) { "debug build" } else { "release build" }),
+            "{}",
+            c.build()
+        );
     }
 
     #[test]
     fn table_lists_every_field() {
         let t = MachineCard::current().table();
-        assert_eq!(t.rows.len(), 11);
+        assert_eq!(t.rows.len(), 13);
         assert!(t.to_text().contains("available_parallelism()"));
     }
 

@@ -3,7 +3,7 @@
 
 use crate::lab::os::{pid, proc_status, tid};
 use crate::lab::together::{Gate, run_together};
-use crate::lab::{Figure, LabError, ParamError, Report, RunError, Table, check_range, thread_count};
+use crate::lab::{Figure, Finding, LabError, ParamError, Report, RunError, Table, check_range, thread_count};
 use serde::{Deserialize, Serialize};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -183,6 +183,47 @@ impl ProcessesReport {
 }
 
 impl Report for ProcessesReport {
+    fn findings(&self) -> Vec<Finding> {
+        let all: Vec<&ThreadView> = std::iter::once(&self.main).chain(&self.spawned).collect();
+        let distinct = |f: &dyn Fn(&ThreadView) -> usize| {
+            let mut v: Vec<usize> = all.iter().map(|t| f(t)).collect();
+            v.sort_unstable();
+            v.dedup();
+            v.len()
+        };
+        let n = all.len();
+        let pids = distinct(&|t| t.pid as usize);
+        let tids = distinct(&|t| t.tid as usize);
+        let heaps = distinct(&|t| t.shared_heap);
+        let statics = distinct(&|t| t.static_item);
+        let stacks = distinct(&|t| t.stack_local);
+        let mut out = vec![
+            Finding::note(format!(
+                "The {n} threads (main + {}) reported {pids} PID(s) and {tids} different TIDs",
+                self.spawned.len()
+            )),
+            Finding::note(format!(
+                "They saw {heaps} address(es) for the shared heap allocation and {statics} for the static, \
+                 but {stacks} different stack addresses for their locals",
+            )),
+            Finding::note(format!(
+                "This process had {} thread(s) before, {} while the {} spawned ones ran, {} after joining them",
+                self.threads_before,
+                self.main.threads_in_process,
+                self.spawned.len(),
+                self.threads_after
+            )),
+        ];
+        out.push(Finding::note(format!(
+            "The child is PID {}, its parent PID {} is {}, and it has {} thread(s)",
+            self.child.pid,
+            self.child.ppid,
+            if self.child.ppid == self.main.pid { "this process" } else { "not this process" },
+            self.child.threads
+        )));
+        out
+    }
+
     fn figures(&self) -> Vec<Figure> {
         let f =
             Figure::bars("Threads live inside a process; a child process is a new one", "moment / process", "threads")

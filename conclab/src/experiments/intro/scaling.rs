@@ -1,5 +1,6 @@
 //! Cores and true parallelism: a fixed CPU-bound job split over more and more threads,
-//! with Amdahl's law and the Universal Scalability Law fitted to the speedup.
+//! with Amdahl's law and the Universal Scalability Law fitted to the speedup where the
+//! data can support a fit (enough thread counts up to the CPU count), and not otherwise.
 
 use crate::lab::budget::{Progress, check_estimate};
 use crate::lab::findings::separated;
@@ -76,15 +77,26 @@ pub struct ScalingReport {
     pub params: Scaling,
     pub cores: usize,
     pub rows: Vec<ScalingRow>,
-    /// Amdahl parallel fraction fitted to the std::thread speedups at ≤ cores threads.
+    /// Amdahl parallel fraction fitted to the std::thread speedups at 2..=cores threads,
+    /// when there are at least [`MIN_AMDAHL_POINTS`] such counts.
     pub amdahl_p: Option<f64>,
-    /// USL fitted to all std::thread speedups.
+    /// USL fitted to the std::thread speedups at 2..=cores threads, when there are at
+    /// least [`MIN_USL_POINTS`] such counts and it describes them within [`FIT_TOLERANCE`].
     pub usl: Option<Usl>,
+    /// The USL's largest relative miss on those points, when it was fitted (kept or not).
+    pub usl_miss: Option<f64>,
     /// How busy the machine was while this ran.
     pub load: Load,
 }
 
 pub const THREADS: &str = "std::thread (scoped)";
+/// Amdahl's law has one parameter: with fewer counts above 1 it is fitted exactly and
+/// nothing checks it.
+pub const MIN_AMDAHL_POINTS: usize = 3;
+/// The USL has two parameters; a third and fourth point check the fit.
+pub const MIN_USL_POINTS: usize = 4;
+/// A fit that misses a measured speedup by more than this share is not drawn.
+pub const FIT_TOLERANCE: f64 = 0.10;
 pub const RAYON: &str = "rayon pool";
 
 /// Splits a fixed job of `work_ms` single-thread milliseconds into equal parts over each
@@ -137,11 +149,21 @@ pub fn scaling(p: &Scaling) -> Result<ScalingReport, LabError> {
         }
     }
     let n = cores();
-    let pts: Vec<(f64, f64)> =
-        rows.iter().filter(|r| r.method == THREADS).map(|r| (r.threads as f64, r.speedup)).collect();
-    let upto_cores: Vec<(f64, f64)> = pts.iter().copied().filter(|(t, _)| *t <= n as f64).collect();
+    // Past the CPU count the curve is flat because CPUs are missing, not because of
+    // serial work or contention: both models are fitted to 1..=cores only.
+    let upto_cores: Vec<(f64, f64)> =
+        rows.iter().filter(|r| r.method == THREADS && r.threads <= n).map(|r| (r.threads as f64, r.speedup)).collect();
+    let above_one = upto_cores.iter().filter(|(t, _)| *t > 1.0).count();
+    let amdahl_p = if above_one >= MIN_AMDAHL_POINTS { fit_amdahl(&upto_cores) } else { None };
+    let (usl, usl_miss) = match (above_one >= MIN_USL_POINTS).then(|| fit_usl(&upto_cores)).flatten() {
+        Some(u) => {
+            let miss = upto_cores.iter().map(|&(t, s)| ((u.speedup(t) - s) / s).abs()).fold(0.0, f64::max);
+            ((miss <= FIT_TOLERANCE).then_some(u), Some(miss))
+        }
+        None => (None, None),
+    };
     let load = probe.finish();
-    Ok(ScalingReport { params: p.clone(), cores: n, amdahl_p: fit_amdahl(&upto_cores), usl: fit_usl(&pts), rows, load })
+    Ok(ScalingReport { params: p.clone(), cores: n, amdahl_p, usl, usl_miss, rows, load })
 }
 
 fn split_with_rayon(total: u64, t: usize) -> u64 {
@@ -177,33 +199,125 @@ impl ScalingReport {
     }
 }
 
+/// "At 4 threads, the rayon pool reached 1.9×, std::thread 1.6×", sure when their time
+/// quartiles separate.
+fn compare_speedups(t: usize, threads: &ScalingRow, rayon: &ScalingRow) -> Finding {
+    let text = format!(
+        "At {t} threads the rayon pool reached {}×, plain threads {}×",
+        fmt_num(rayon.speedup),
+        fmt_num(threads.speedup)
+    );
+    if (rayon.speedup / threads.speedup - 1.0).abs() < 0.05 {
+        Finding::note(format!("{text}: about equal"))
+    } else if separated(&threads.millis, &rayon.millis) {
+        Finding::clear(text)
+    } else {
+        Finding::unclear(text)
+    }
+}
+
 impl Report for ScalingReport {
     fn findings(&self) -> Vec<Finding> {
         let mut out = Vec::new();
         let one = self.row(THREADS, 1);
-        // The largest count that still has a CPU per thread, and the fastest count overall.
+        // The largest count that still has a CPU per thread.
         let fit = self.params.threads.iter().copied().filter(|&t| t <= self.cores && t > 1).max();
         if let (Some(one), Some(t)) = (one, fit.and_then(|t| self.row(THREADS, t))) {
             let speedup = one.millis.median / t.millis.median;
+            let how = if speedup >= 1.05 {
+                format!("{}× faster", fmt_num(speedup))
+            } else if speedup > 0.95 {
+                format!("no faster ({}×)", fmt_num(speedup))
+            } else {
+                format!("slower ({}×)", fmt_num(speedup))
+            };
             let text = format!(
-                "With {} threads (one per CPU) the job ran {}× faster than on 1 thread; the ideal is {}×",
+                "With {} threads (one per CPU) the job took {} ms against {} ms on 1 thread: {how}; the ideal is {}×",
                 t.threads,
-                fmt_num(speedup),
+                fmt_num(t.millis.median),
+                fmt_num(one.millis.median),
                 t.threads
             );
             out.push(if separated(&one.millis, &t.millis) { Finding::clear(text) } else { Finding::unclear(text) });
         }
-        let best = self.rows.iter().filter(|r| r.method == THREADS).max_by(|a, b| a.speedup.total_cmp(&b.speedup));
-        if let (Some(best), Some(max_t)) = (best, self.params.threads.iter().copied().max())
-            && max_t > self.cores
+        // Past the CPU count: did more threads add speed? Best row within the CPUs
+        // against the best row past them.
+        let best_of = |within: bool| {
+            self.rows
+                .iter()
+                .filter(|r| r.method == THREADS && (r.threads <= self.cores) == within)
+                .max_by(|a, b| a.speedup.total_cmp(&b.speedup))
+        };
+        if let (Some(inside), Some(beyond), Some(max_t)) =
+            (best_of(true), best_of(false), self.params.threads.iter().copied().max())
         {
-            out.push(Finding::note(format!(
-                "Beyond {} CPUs, extra threads add no speed: the best was {}× at {} threads, {}× at {max_t}",
+            let at_max = self.row(THREADS, max_t).map_or(0.0, |r| r.speedup);
+            if beyond.speedup > inside.speedup * 1.05 && separated(&beyond.millis, &inside.millis) {
+                out.push(Finding::clear(format!(
+                    "Past {} CPU(s), more threads were faster: {}× at {} threads against {}× at {} — more than the \
+                     CPUs can explain; on a busy machine more threads win a larger share of the CPUs from other \
+                     programs",
+                    self.cores,
+                    fmt_num(beyond.speedup),
+                    beyond.threads,
+                    fmt_num(inside.speedup),
+                    inside.threads
+                )));
+            } else {
+                let past = if beyond.threads == max_t {
+                    format!("{}× at {max_t}", fmt_num(at_max))
+                } else {
+                    format!("{}× at {} and {}× at {max_t}", fmt_num(beyond.speedup), beyond.threads, fmt_num(at_max))
+                };
+                out.push(Finding::note(format!(
+                    "Past {} CPU(s), extra threads added no speed: the best within the CPUs was {}× at {} thread(s), \
+                     past them {past}",
+                    self.cores,
+                    fmt_num(inside.speedup),
+                    inside.threads,
+                )));
+            }
+        }
+        if let Some(max_t) = self.params.threads.iter().copied().max()
+            && max_t > 1
+            && let (Some(a), Some(b)) = (self.row(THREADS, max_t), self.row(RAYON, max_t))
+        {
+            out.push(compare_speedups(max_t, a, b));
+        }
+        let above_one = self.params.threads.iter().filter(|&&t| t > 1 && t <= self.cores).count();
+        match self.amdahl_p {
+            Some(p) => out.push(Finding::note(format!(
+                "Amdahl fit to {above_one} counts up to {} CPUs: p = {p:.3}. This job has no serial part by \
+                 construction, so the 1 − p = {:.3} it finds is overhead and noise, not serial code",
                 self.cores,
-                fmt_num(best.speedup),
-                best.threads,
-                fmt_num(self.row(THREADS, max_t).map_or(0.0, |r| r.speedup))
-            )));
+                1.0 - p
+            ))),
+            None => out.push(Finding::note(format!(
+                "No Amdahl fit: it needs at least {MIN_AMDAHL_POINTS} thread counts between 2 and the {} CPU(s), \
+                 this run has {above_one} — with fewer, the one parameter passes exactly through the points and \
+                 tests nothing",
+                self.cores
+            ))),
+        }
+        match (self.usl, self.usl_miss) {
+            (Some(u), Some(miss)) => out.push(Finding::note(format!(
+                "USL fit up to {} CPUs: σ = {:.3}, κ = {:.4}; it misses the measured speedups by at most {:.0} %",
+                self.cores,
+                u.sigma,
+                u.kappa,
+                miss * 100.0
+            ))),
+            (None, Some(miss)) => out.push(Finding::note(format!(
+                "The USL was fitted but not drawn: it missed a measured speedup by {:.0} % (more than {:.0} %), \
+                 so it does not describe these points",
+                miss * 100.0,
+                FIT_TOLERANCE * 100.0
+            ))),
+            _ => out.push(Finding::note(format!(
+                "No USL fit: its two parameters need at least {MIN_USL_POINTS} thread counts between 2 and the {} \
+                 CPU(s); past the CPU count the curve is flat for lack of CPUs, which the USL does not model",
+                self.cores
+            ))),
         }
         out.push(Finding::note(self.load.sentence()));
         out
@@ -238,13 +352,14 @@ impl Report for ScalingReport {
             ));
         }
         if let Some(u) = self.usl {
+            let to = n.min(max_t).max(1.0);
             f = f.series(Series::new(
-                format!("USL fit, σ = {:.3}, κ = {:.4}", u.sigma, u.kappa),
+                format!("USL fit (≤ cores), σ = {:.3}, κ = {:.4}", u.sigma, u.kappa),
                 Style::Fit,
-                curve(max_t, &|x| u.speedup(x)),
+                curve(to, &|x| u.speedup(x)),
             ));
         }
-        vec![f.legend(crate::lab::Legend::LowerRight)]
+        vec![super::mark_busy(f.legend(crate::lab::Legend::LowerRight), &self.load)]
     }
 
     fn table(&self) -> Table {
@@ -275,7 +390,7 @@ impl Report for ScalingReport {
         }
         if let Some(u) = self.usl {
             t.note(format!(
-                "USL fit (all points): σ = {:.4} (contention), κ = {:.5} (coherency); modelled peak at {} threads.",
+                "USL fit (threads ≤ cores): σ = {:.4} (contention), κ = {:.5} (coherency); modelled peak at {} threads.",
                 u.sigma,
                 u.kappa,
                 if u.peak().is_finite() { fmt_num(u.peak()) } else { "∞".into() }
@@ -320,7 +435,11 @@ mod tests {
         assert_eq!(r.rows.len(), 4);
         assert_eq!(r.speedup(THREADS, 1), Some(1.0));
         assert_eq!(r.speedup(RAYON, 1), Some(1.0));
-        assert!(r.usl.is_some());
+        // One count above 1: nothing to fit, and the findings say so.
+        assert!(r.amdahl_p.is_none() && r.usl.is_none());
+        let f = r.findings();
+        assert!(f.iter().any(|x| x.text.starts_with("No Amdahl fit")), "{f:?}");
+        assert!(f.iter().any(|x| x.text.starts_with("No USL fit")), "{f:?}");
         assert!(r.figure().to_svg().contains("<svg"));
     }
 }

@@ -1,6 +1,6 @@
 //! Separate stacks, one heap: where each thread's locals live, and what `Builder::stack_size` changes.
 
-use crate::lab::{Figure, LabError, ParamError, Report, RunError, Stats, Table, check_range, fmt_num};
+use crate::lab::{Figure, Finding, LabError, ParamError, Report, RunError, Stats, Table, check_range, fmt_num};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::Duration;
@@ -74,19 +74,22 @@ impl Stacks {
     }
 }
 
-/// Starts `threads` threads twice — with the default stack size, then with `stack_kib` —
-/// keeps each batch alive together, and records where a local of each lives and where
-/// the one shared heap allocation is. Neighbouring stacks sit about one stack size (plus
-/// a guard page) apart; the heap address is the same for all.
+/// Starts `threads` threads three times — with the default stack size, with `stack_kib`,
+/// and with the default again — keeps each batch alive together, and records where a
+/// local of each lives and where the one shared heap allocation is. Neighbouring stacks
+/// sit about one stack size (plus a guard page) apart; the heap address is the same for
+/// all; the third batch shows whether the first batch's stacks were reused (glibc keeps
+/// freed thread stacks in a cache instead of unmapping them).
 pub fn stacks(p: &Stacks) -> Result<StacksReport, LabError> {
     p.validate()?;
     let heap = Arc::new(vec![0u8; 4096]);
     let mut runs = Vec::new();
-    for size in [None, Some(p.stack_kib)] {
+    for (i, size) in [None, Some(p.stack_kib), None].into_iter().enumerate() {
         let views = batch(p.threads, size, &heap)
             .map_err(|e| RunError::new(format!("starting threads with a {} KiB stack", p.stack_kib), e))?;
         let label = match size {
-            None => format!("default stack ({} KiB)", default_stack_kib()),
+            None if i == 0 => format!("default stack ({} KiB)", default_stack_kib()),
+            None => format!("default again ({} KiB)", default_stack_kib()),
             Some(k) => format!("stack_size({k} KiB)"),
         };
         runs.push(StackRun { label, stack_kib: size, views });
@@ -138,7 +141,58 @@ fn batch(n: usize, kib: Option<usize>, heap: &Arc<Vec<u8>>) -> std::io::Result<V
     }
 }
 
+impl StacksReport {
+    /// How many stacks of the third batch (default size again) sat exactly where a stack
+    /// of the first batch had been: reused, not newly mapped.
+    pub fn reused(&self) -> Option<(usize, usize)> {
+        let (first, again) = (self.runs.first()?, self.runs.get(2)?);
+        // A local's address within a reused stack can differ by a few bytes between
+        // runs; compare the 64 KiB-aligned region instead.
+        let region = |a: usize| a >> 16;
+        let before: Vec<usize> = first.views.iter().map(|v| region(v.local)).collect();
+        Some((again.views.iter().filter(|v| before.contains(&region(v.local))).count(), again.views.len()))
+    }
+}
+
 impl Report for StacksReport {
+    fn findings(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        for r in self.runs.iter().take(2) {
+            if let Some(s) = r.spacing() {
+                let asked = r.stack_kib.unwrap_or_else(default_stack_kib);
+                out.push(Finding::note(format!(
+                    "{}: neighbouring stacks sat a median {} KiB apart ({} KiB more than the requested {asked} KiB; \
+                     spread p25–p75 {}–{} KiB)",
+                    r.label,
+                    fmt_num(s.median),
+                    fmt_num(s.median - asked as f64),
+                    fmt_num(s.p25),
+                    fmt_num(s.p75)
+                )));
+            }
+        }
+        let heaps: Vec<usize> = self.runs.iter().flat_map(|r| r.views.iter().map(|v| v.heap)).collect();
+        let one_heap = heaps.windows(2).all(|w| w[0] == w[1]);
+        out.push(Finding::note(format!(
+            "The shared heap allocation had {} address in all {} threads",
+            if one_heap { "one" } else { "more than one" },
+            heaps.len()
+        )));
+        if let Some((k, n)) = self.reused() {
+            out.push(Finding::note(if k > 0 {
+                format!(
+                    "Reuse: {k} of {n} stacks of the third batch (default size again) lay where stacks of the first \
+                     batch had been — freed stacks were handed out again instead of newly mapped"
+                )
+            } else {
+                format!(
+                    "Reuse: none of the {n} stacks of the third batch lay where a stack of the first batch had been"
+                )
+            }));
+        }
+        out
+    }
+
     fn figures(&self) -> Vec<Figure> {
         let mut f = Figure::bars(
             "Each thread gets its own stack; they sit one stack size apart",
@@ -184,6 +238,9 @@ mod tests {
         assert!(stacks(&Stacks { threads: 1, ..Default::default() }).is_err());
         assert!(stacks(&Stacks { stack_kib: 1, ..Default::default() }).is_err());
         let r = stacks(&Stacks { threads: 4, stack_kib: 512 }).unwrap();
+        assert_eq!(r.runs.len(), 3);
+        assert!(r.reused().is_some());
+        assert!(r.findings().len() >= 3);
         for run in &r.runs {
             let heaps: Vec<usize> = run.views.iter().map(|v| v.heap).collect();
             assert!(heaps.iter().all(|h| *h == heaps[0]));

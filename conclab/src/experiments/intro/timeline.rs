@@ -5,8 +5,8 @@ use crate::lab::os::current_cpu;
 use crate::lab::together::run_together;
 use crate::lab::work::{busy, iters_per_ms};
 use crate::lab::{
-    Figure, LabError, ParamError, Report, RunError, Table, check_cpu, check_range, fmt_num, pin_current_thread,
-    usable_cpus,
+    Figure, Finding, LabError, Load, LoadProbe, ParamError, Report, RunError, Stats, Table, check_cpu, check_range,
+    fmt_num, pin_current_thread, usable_cpus,
 };
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -82,6 +82,40 @@ impl Run {
         let v: Vec<f64> = self.slices.iter().map(|s| s.end_ms - s.start_ms).collect();
         crate::lab::Stats::from_samples(&v).map_or(0.0, |s| s.median)
     }
+
+    /// How long tasks waited between two of their own slices (in ms): the scheduling
+    /// latency a runnable task sees. Empty when no task was ever switched out.
+    pub fn waits_ms(&self) -> Vec<f64> {
+        let tasks = self.slices.iter().map(|s| s.task).max().map_or(0, |m| m + 1);
+        let mut out = Vec::new();
+        for t in 0..tasks {
+            let mine: Vec<&Slice> = self.slices.iter().filter(|s| s.task == t).collect();
+            out.extend(mine.windows(2).map(|w| (w[1].start_ms - w[0].end_ms).max(0.0)));
+        }
+        out
+    }
+
+    /// Median of [`Run::waits_ms`], if any task waited.
+    pub fn median_wait_ms(&self) -> Option<f64> {
+        Stats::from_samples(&self.waits_ms()).map(|s| s.median)
+    }
+}
+
+/// The kernel's timer tick in ms (1000 / CONFIG_HZ), read from the kernel's build
+/// configuration (`/boot/config-<release>` or `/proc/config.gz`); `None` where neither
+/// is readable.
+pub fn timer_tick_ms() -> Option<f64> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let text = std::fs::read_to_string(format!("/boot/config-{}", release.trim())).ok().or_else(|| {
+        let out = std::process::Command::new("gzip")
+            .args(["-dc", "/proc/config.gz"])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        String::from_utf8(out.stdout).ok()
+    })?;
+    let hz: f64 = text.lines().find_map(|l| l.strip_prefix("CONFIG_HZ="))?.trim().parse().ok()?;
+    (hz > 0.0).then(|| 1000.0 / hz)
 }
 
 /// Result of [`timeline`].
@@ -90,6 +124,10 @@ pub struct TimelineReport {
     pub params: Timeline,
     pub one_cpu: Run,
     pub all_cpus: Run,
+    /// The kernel's timer tick in ms, where it could be read ([`timer_tick_ms`]).
+    pub tick_ms: Option<f64>,
+    /// How busy the machine was while this ran.
+    pub load: Load,
 }
 
 impl TimelineReport {
@@ -105,10 +143,11 @@ impl TimelineReport {
 /// `sched_getcpu` every ~50 µs of work; a gap between checks means it was switched out.
 pub fn timeline(p: &Timeline) -> Result<TimelineReport, LabError> {
     p.validate()?;
+    let probe = LoadProbe::start();
     let per_ms = iters_per_ms();
     let one_cpu = run(p.tasks, p.work_ms * per_ms, per_ms, Some(p.cpu), "1 CPU")?;
     let all_cpus = run(p.tasks, p.work_ms * per_ms, per_ms, None, "all CPUs")?;
-    Ok(TimelineReport { params: p.clone(), one_cpu, all_cpus })
+    Ok(TimelineReport { params: p.clone(), one_cpu, all_cpus, tick_ms: timer_tick_ms(), load: probe.finish() })
 }
 
 fn run(tasks: usize, iters: u64, per_ms: u64, pin: Option<usize>, mode: &str) -> Result<Run, RunError> {
@@ -164,6 +203,73 @@ fn trace(task: usize, iters: u64, chunk: u64, nominal: Duration) -> Vec<(usize, 
 }
 
 impl Report for TimelineReport {
+    fn findings(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let (one, all) = (&self.one_cpu, &self.all_cpus);
+        let tasks = self.params.tasks;
+        let work = tasks as f64 * self.params.work_ms as f64;
+        let used = all.cpus_used();
+        out.push(Finding::note(format!(
+            "On 1 CPU the {tasks} task(s) finished after {} ms ({} ms of work in all); unpinned they ran on \
+             {used} CPU(s) and finished after {} ms: {}× {} (one run each)",
+            fmt_num(one.wall_ms),
+            fmt_num(work),
+            fmt_num(all.wall_ms),
+            fmt_num(if self.speedup() >= 1.0 { self.speedup() } else { 1.0 / self.speedup() }),
+            if self.speedup() >= 1.0 { "faster" } else { "slower" }
+        )));
+        if tasks > 1 && one.slices.len() > tasks {
+            let slice = one.median_slice_ms();
+            let tick = match self.tick_ms {
+                Some(t) => format!(
+                    "; the timer tick here is {} ms (CONFIG_HZ={}), so a median slice is {} ticks",
+                    fmt_num(t),
+                    fmt_num(1000.0 / t),
+                    fmt_num(slice / t)
+                ),
+                None => String::new(),
+            };
+            out.push(Finding::note(format!(
+                "On 1 CPU the tasks took turns in {} slices of median {} ms{tick}",
+                one.slices.len(),
+                fmt_num(slice)
+            )));
+            if let Some(wait) = one.median_wait_ms() {
+                let expected = (tasks - 1) as f64 * slice;
+                let why = if wait > 1.5 * expected {
+                    " — longer: other threads of the machine took turns on that CPU as well"
+                } else {
+                    ""
+                };
+                out.push(Finding::note(format!(
+                    "Between two of its turns a task waited a median {} ms (the other {} tasks' slices: about {} ms){why}. \
+                     That wait is the scheduling latency; it grows with the number of tasks, the slice does not",
+                    fmt_num(wait),
+                    tasks - 1,
+                    fmt_num(expected)
+                )));
+            }
+        }
+        if used <= 1 && tasks > 1 && (self.speedup() > 1.2 || self.speedup() < 1.0 / 1.2) {
+            out.push(Finding::note(
+                "Both runs used one CPU, so the difference in wall time is not parallelism: other programs \
+                 took a different share of the CPU in each run",
+            ));
+        }
+        if used > 1 {
+            out.push(Finding::note(format!(
+                "Unpinned: {} migration(s) — a task continuing on another CPU than before",
+                all.migrations()
+            )));
+        } else if tasks > 1 && usable_cpus().len() > 1 {
+            out.push(Finding::note(
+                "Unpinned, all tasks still ran on one CPU: the scheduler did not spread them (was another CPU busy?)",
+            ));
+        }
+        out.push(Finding::note(self.load.sentence()));
+        out
+    }
+
     fn figures(&self) -> Vec<Figure> {
         let used = self.all_cpus.cpus_used();
         let title = if used > 1 && self.params.tasks > 1 {
@@ -185,17 +291,21 @@ impl Report for TimelineReport {
             }
         }
         f = f.size(760, 160 + 26 * 2 * self.params.tasks as u32);
-        vec![f.note(format!(
-            "Wall time: {} ms on 1 CPU, {} ms on all CPUs.",
-            fmt_num(self.one_cpu.wall_ms),
-            fmt_num(self.all_cpus.wall_ms)
-        ))]
+        vec![super::mark_busy(f, &self.load)]
     }
 
     fn table(&self) -> Table {
         let mut t = Table::new(
             "Concurrency (1 CPU) vs parallelism (all CPUs)",
-            &["run", "wall time (ms)", "CPUs used", "slices", "median slice (ms)", "migrations"],
+            &[
+                "run",
+                "wall time (ms)",
+                "CPUs used",
+                "slices",
+                "median slice (ms)",
+                "median wait between turns (ms)",
+                "migrations",
+            ],
         );
         for r in [&self.one_cpu, &self.all_cpus] {
             t.row(vec![
@@ -204,6 +314,7 @@ impl Report for TimelineReport {
                 r.cpus_used().to_string(),
                 r.slices.len().to_string(),
                 fmt_num(r.median_slice_ms()),
+                r.median_wait_ms().map_or("–".into(), fmt_num),
                 r.migrations().to_string(),
             ]);
         }
