@@ -82,13 +82,14 @@ impl Build {
         Build { overflow_checks: overflow_checks(), debug_assertions: cfg!(debug_assertions) }
     }
 
-    /// "notebook build (overflow checks on)" or "release build (overflow checks off)".
+    /// "build with overflow checks and debug assertions on (cargo's debug profile)" or
+    /// "build with overflow checks off (release, or the lab's notebook build)".
     pub fn name(&self) -> &'static str {
         match (self.overflow_checks, self.debug_assertions) {
-            (true, true) => "notebook build (overflow checks and debug assertions on)",
+            (true, true) => "build with overflow checks and debug assertions on (cargo's debug profile)",
             (true, false) => "build with overflow checks on",
             (false, true) => "build with debug assertions on, overflow checks off",
-            (false, false) => "release build (overflow checks off)",
+            (false, false) => "build with overflow checks off (release, or the lab's notebook build)",
         }
     }
 
