@@ -455,13 +455,13 @@ impl Report for LitmusReport {
             // The usual x86 result in one sentence: no stale read with any ordering.
             let least = self.mp.iter().map(|m| m.observations).min().unwrap_or(1);
             out.push(Finding::note(format!(
-                "Message passing: no stale read with any ordering ({}); at 95 % confidence fewer than {} per \
+                "Message passing: no stale read with any ordering (new flag values seen — {}); at 95 % confidence fewer than {} per \
                  million with each",
                 self.mp
                     .iter()
-                    .map(|m| format!("{} 0 in {}", mp_label(m.ordering), group(m.observations)))
+                    .map(|m| format!("{}: 0 in {}", mp_label(m.ordering), group(m.observations)))
                     .collect::<Vec<_>>()
-                    .join(", "),
+                    .join("; "),
                 fmt_num(3e6 / least as f64)
             )));
         } else {

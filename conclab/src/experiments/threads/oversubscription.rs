@@ -211,6 +211,11 @@ impl Report for OversubscriptionReport {
                 );
                 let text = if m.speedup < 1.0 {
                     format!("{text} — slower than one thread")
+                } else if m.speedup > 1.15 * c.speedup {
+                    format!(
+                        "{text}: more threads did better — with other processes running, more runnable threads \
+                         win a larger share of the CPUs (see the load line)"
+                    )
                 } else if m.speedup >= 0.9 * c.speedup {
                     format!("{text}: the extra threads cost little")
                 } else {
