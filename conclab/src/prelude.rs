@@ -16,13 +16,13 @@ pub use crate::experiments::intro::{
 };
 #[cfg(feature = "threads")]
 pub use crate::experiments::threads::{
-    CaptureCost, CaptureCostReport, CaptureMode, CounterLayout, Deadlock, DeadlockReport, FalseSharing,
-    FalseSharingReport, ForkOrder, Lifecycle, LifecycleReport, Litmus, LitmusOrdering, LitmusReport, LockContention,
-    LockContentionReport, LockKind, LockStrategies, LockStrategiesReport, LockStrategy, MemoryOrdering, Orderings,
-    OrderingsReport, Oversubscription, OversubscriptionReport, Philosophers, PhilosophersReport, PoolMethod,
-    PoolVsSpawn, PoolVsSpawnReport, QueueKind, Queues, QueuesReport, Workload, capture_cost, deadlock, false_sharing,
-    lifecycle, litmus, lock_contention, lock_strategies, orderings, oversubscription, philosophers, pool_vs_spawn,
-    queues,
+    Account, AccountGuard, CaptureCost, CaptureCostReport, CaptureMode, CounterLayout, Deadlock, DeadlockReport,
+    FalseSharing, FalseSharingReport, ForkOrder, Lifecycle, LifecycleReport, Litmus, LitmusOrdering, LitmusReport,
+    LockContention, LockContentionReport, LockKind, LockStrategies, LockStrategiesReport, LockStrategy, MemoryOrdering,
+    Orderings, OrderingsReport, Oversubscription, OversubscriptionReport, Philosophers, PhilosophersReport, PoolMethod,
+    PoolVsSpawn, PoolVsSpawnReport, QueueKind, Queues, QueuesReport, TicketLock, Workload, capture_cost,
+    check_lock_order, check_ticket_lock, deadlock, false_sharing, lifecycle, litmus, lock_contention, lock_strategies,
+    orderings, oversubscription, philosophers, pool_vs_spawn, queues,
 };
 /// The async runtime helper: `rt::run(Rt::multi(2), || async { … })`, and tokio itself, so
 /// cells can write `tokio::spawn`, `tokio::join!` and `tokio::time::sleep`.

@@ -35,7 +35,10 @@ impl<T> UnsafeCell<T> {
 }
 
 /// The loom model the primitives' tests run in: at most 3 preemptions per execution,
-/// which keeps the exhaustive search to seconds while covering the known bug patterns.
+/// which keeps the search to seconds while covering the known bug patterns. The search is
+/// exhaustive only within that bound, and loom's memory model has gaps of its own: it
+/// never produces load buffering, and it treats `SeqCst` loads and stores as `AcqRel`
+/// (so it raises false alarms on code that relies on them; `fence(SeqCst)` it models).
 #[cfg(all(test, conclab_loom))]
 pub(crate) fn loom_model() -> loom::model::Builder {
     let mut b = loom::model::Builder::new();

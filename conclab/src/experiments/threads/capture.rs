@@ -1,9 +1,10 @@
 //! What a closure's captures cost when a thread starts: borrowing (scoped), moving,
 //! cloning an `Arc`, or cloning the data itself.
 
+use crate::lab::findings::{compare, separated};
 use crate::lab::{
-    Figure, LabError, ParamError, Point, Report, RunError, Series, Stats, Style, Table, check_choices, check_list,
-    check_range, fmt_num,
+    Figure, Finding, LabError, Load, LoadProbe, ParamError, Point, Report, RunError, Series, Stats, Style, Table,
+    check_choices, check_list, check_range, fmt_num,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -17,8 +18,10 @@ pub struct CaptureCost {
     pub sizes_kib: Vec<usize>,
     /// Threads spawned and joined per sample: 1..=1000.
     pub spawns: usize,
-    /// Timed samples per point (after one warm-up): 1..=51. The four capture patterns
-    /// take turns, one spawn each, so a change during the run affects them alike.
+    /// Timed samples per point (after one warm-up): 1..=51. In each sample every capture
+    /// pattern runs its `spawns` in one block, in an order that rotates from sample to
+    /// sample, so a slow moment hits all patterns alike and one pattern's big copies do
+    /// not slow down the next pattern's spawns.
     pub samples: usize,
     /// Capture patterns, any of [`CaptureMode`]: "borrow", "move", "arc", "clone".
     pub modes: Vec<CaptureMode>,
@@ -26,7 +29,7 @@ pub struct CaptureCost {
 
 impl Default for CaptureCost {
     fn default() -> Self {
-        CaptureCost { sizes_kib: vec![1, 64, 1024, 16384], spawns: 20, samples: 5, modes: CaptureMode::ALL.to_vec() }
+        CaptureCost { sizes_kib: vec![1, 64, 1024, 16384], spawns: 20, samples: 7, modes: CaptureMode::ALL.to_vec() }
     }
 }
 
@@ -77,6 +80,7 @@ pub struct CaptureRow {
 pub struct CaptureCostReport {
     pub params: CaptureCost,
     pub rows: Vec<CaptureRow>,
+    pub load: Load,
 }
 
 /// Spawns and joins `spawns` threads per sample, each reading the first and last byte of
@@ -86,26 +90,28 @@ pub struct CaptureCostReport {
 /// it (the threads hand their `Vec` back through `join`).
 pub fn capture_cost(p: &CaptureCost) -> Result<CaptureCostReport, LabError> {
     p.validate()?;
+    let probe = LoadProbe::start();
     let modes: Vec<CaptureMode> = CaptureMode::ALL.iter().copied().filter(|m| p.modes.contains(m)).collect();
     let mut rows = Vec::new();
     for &kib in &p.sizes_kib {
         let n = kib * 1024;
         let shared: Arc<Vec<u8>> = Arc::new(vec![1u8; n]);
-        // Round-robin over the modes, one spawn each at a time: whatever changes during
-        // the run (which CPU the scheduler picks, another process) hits all modes alike.
+        // The Vec that "move" hands to each thread and gets back through `join`: made once,
+        // so no big allocation sits between two timed spawns.
+        let mut own: Option<Vec<u8>> = Some(vec![1u8; n]);
         let mut micros: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
         for sample in 0..=p.samples {
-            let mut total = vec![Duration::ZERO; modes.len()];
-            for _ in 0..p.spawns {
-                for (k, &mode) in modes.iter().enumerate() {
-                    total[k] += spawn_once(mode, &shared, n)
+            // Each pattern runs its spawns as one block; the order rotates per sample.
+            for j in 0..modes.len() {
+                let k = (j + sample) % modes.len();
+                let mut total = Duration::ZERO;
+                for _ in 0..p.spawns {
+                    total += spawn_once(modes[k], &shared, &mut own)
                         .map_err(|e| RunError::new(format!("spawning {} threads", p.spawns), e))?;
                 }
-            }
-            if sample > 0 {
-                // sample 0 is the warm-up
-                for (k, t) in total.iter().enumerate() {
-                    micros[k].push(t.as_secs_f64() * 1e6 / p.spawns as f64);
+                if sample > 0 {
+                    // sample 0 is the warm-up
+                    micros[k].push(total.as_secs_f64() * 1e6 / p.spawns as f64);
                 }
             }
         }
@@ -113,11 +119,12 @@ pub fn capture_cost(p: &CaptureCost) -> Result<CaptureCostReport, LabError> {
             rows.push(CaptureRow { mode, size_kib: kib, micros: Stats::of(&micros[k]) });
         }
     }
-    Ok(CaptureCostReport { params: p.clone(), rows })
+    Ok(CaptureCostReport { params: p.clone(), rows, load: probe.finish() })
 }
 
-/// One spawn + join with the capture `mode`; the time it took (outside: preparation, drops).
-fn spawn_once(mode: CaptureMode, shared: &Arc<Vec<u8>>, n: usize) -> std::io::Result<Duration> {
+/// One spawn + join with the capture `mode`; the time it took (outside: drops of copies).
+/// `own` is the Vec "move" gives away; the thread hands it back through `join`.
+fn spawn_once(mode: CaptureMode, shared: &Arc<Vec<u8>>, own: &mut Option<Vec<u8>>) -> std::io::Result<Duration> {
     let touch = |v: &[u8]| u32::from(v[0]) + u32::from(v[v.len() - 1]);
     let b = std::thread::Builder::new;
     match mode {
@@ -128,7 +135,7 @@ fn spawn_once(mode: CaptureMode, shared: &Arc<Vec<u8>>, n: usize) -> std::io::Re
             Ok(t.elapsed())
         }
         CaptureMode::Move => {
-            let v = vec![1u8; n]; // a fresh Vec to give away, made before the clock starts
+            let v = own.take().unwrap_or_else(|| (**shared).clone());
             let t = Instant::now();
             let back = b().spawn(move || {
                 std::hint::black_box(touch(&v));
@@ -136,7 +143,7 @@ fn spawn_once(mode: CaptureMode, shared: &Arc<Vec<u8>>, n: usize) -> std::io::Re
             })?;
             let v = back.join();
             let d = t.elapsed();
-            drop(v);
+            *own = v.ok();
             Ok(d)
         }
         CaptureMode::Arc => {
@@ -166,9 +173,72 @@ impl CaptureCostReport {
     pub fn median(&self, mode: CaptureMode, size_kib: usize) -> Option<f64> {
         self.rows.iter().find(|r| r.mode == mode && r.size_kib == size_kib).map(|r| r.micros.median)
     }
+
+    fn row(&self, mode: CaptureMode, size_kib: usize) -> Option<&CaptureRow> {
+        self.rows.iter().find(|r| r.mode == mode && r.size_kib == size_kib)
+    }
 }
 
 impl Report for CaptureCostReport {
+    fn findings(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let (Some(&small), Some(&big)) = (self.params.sizes_kib.iter().min(), self.params.sizes_kib.iter().max())
+        else {
+            return out;
+        };
+        // The thread alone: the cheapest of the patterns that copy nothing, at that size.
+        let base = [CaptureMode::Borrow, CaptureMode::Move, CaptureMode::Arc]
+            .iter()
+            .filter_map(|m| self.row(*m, big))
+            .min_by(|a, b| a.micros.median.total_cmp(&b.micros.median));
+        if let (Some(clone), Some(base)) = (self.row(CaptureMode::Clone, big), base) {
+            let mut f = compare(
+                &format!("At {big} KiB a deep clone"),
+                &clone.micros,
+                mode_label(base.mode),
+                &base.micros,
+                " µs per spawn",
+            );
+            f.text.push_str(&format!(
+                ": the copy costs about {} thread starts",
+                fmt_num(((clone.micros.median - base.micros.median) / base.micros.median).max(0.0))
+            ));
+            out.push(f);
+        }
+        // Do the cheap patterns grow with the size? Compare each with itself, small vs big.
+        if big > small {
+            let mut flat = Vec::new();
+            for mode in [CaptureMode::Borrow, CaptureMode::Move, CaptureMode::Arc] {
+                let (Some(a), Some(b)) = (self.row(mode, small), self.row(mode, big)) else { continue };
+                let ratio = b.micros.median / a.micros.median.max(1e-9);
+                let text = format!(
+                    "{}: {} µs per spawn at {big} KiB vs {} µs at {small} KiB ({}×)",
+                    mode_label(mode),
+                    fmt_num(b.micros.median),
+                    fmt_num(a.micros.median),
+                    fmt_num(ratio)
+                );
+                if ratio > 1.2 && separated(&a.micros, &b.micros) {
+                    out.push(Finding::clear(format!(
+                        "{text}: something besides the capture slowed these spawns (it copies nothing)"
+                    )));
+                } else if ratio > 1.2 {
+                    out.push(Finding::unclear(format!("{text}: a rise, but its samples scatter")));
+                } else {
+                    flat.push(format!("{} {}×", mode_label(mode), fmt_num(ratio)));
+                }
+            }
+            if !flat.is_empty() {
+                out.push(Finding::note(format!(
+                    "From {small} to {big} KiB these stayed flat (median at {big} ÷ at {small}): {}",
+                    flat.join(", ")
+                )));
+            }
+        }
+        out.push(Finding::note(self.load.sentence()));
+        out
+    }
+
     fn figures(&self) -> Vec<Figure> {
         let mut f = Figure::lines(
             "Handing a Vec to a new thread: which captures cost more than the thread?",
@@ -188,7 +258,7 @@ impl Report for CaptureCostReport {
                 f = f.series(Series::new(mode_label(mode), Style::Measured, pts));
             }
         }
-        vec![f.legend(crate::lab::Legend::UpperLeft)]
+        vec![super::mark_busy(f.legend(crate::lab::Legend::UpperLeft), &self.load)]
     }
 
     fn table(&self) -> Table {
@@ -202,7 +272,8 @@ impl Report for CaptureCostReport {
             ]);
         }
         t.note(format!(
-            "{} spawns per sample, {} samples. Preparing the Vec to move and freeing copies are outside the clock.",
+            "{} spawns per sample and pattern, {} samples. The moved Vec is made once and handed back through join; \
+             freeing the clones is outside the clock.",
             self.params.spawns, self.params.samples
         ));
         t

@@ -2,14 +2,15 @@
 //! `std::sync::Mutex` and `parking_lot::Mutex`, from one thread to more threads than cores.
 
 use crate::lab::budget::{Progress, check_estimate, timed_runs};
+use crate::lab::findings::compare;
 use crate::lab::machine::default_threads;
 use crate::lab::together::batched;
 use crate::lab::together::run_for;
 use crate::lab::together::threads_error;
 use crate::lab::work::busy;
 use crate::lab::{
-    Figure, LabError, ParamError, Point, Report, Series, Stats, Style, Table, check_choices, check_list, check_range,
-    cores, fmt_num,
+    Figure, Finding, LabError, Load, LoadProbe, ParamError, Point, Report, Series, Stats, Style, Table, check_choices,
+    check_list, check_range, cores, fmt_num,
 };
 use crate::primitives::SpinLock;
 use serde::{Deserialize, Serialize};
@@ -154,6 +155,7 @@ pub struct LockContentionReport {
     pub params: LockContention,
     pub cores: usize,
     pub rows: Vec<ContentionRow>,
+    pub load: Load,
 }
 
 /// Every thread repeatedly locks, increments a shared `u64` (plus `work_inside`), unlocks
@@ -162,6 +164,7 @@ pub struct LockContentionReport {
 /// The counter is checked against the threads' own counts afterwards.
 pub fn lock_contention(p: &LockContention) -> Result<LockContentionReport, LabError> {
     p.validate()?;
+    let probe = LoadProbe::start();
     let mut progress = Progress::new("contention", p.locks.len() * p.threads.len());
     let d = Duration::from_millis(p.duration_ms);
     let (inside, outside) = (p.work_inside, p.work_outside);
@@ -199,7 +202,7 @@ pub fn lock_contention(p: &LockContention) -> Result<LockContentionReport, LabEr
             progress.step()?;
         }
     }
-    Ok(LockContentionReport { params: p.clone(), cores: cores(), rows })
+    Ok(LockContentionReport { params: p.clone(), cores: cores(), rows, load: probe.finish() })
 }
 
 /// How a lock is named in figures and tables.
@@ -216,9 +219,64 @@ impl LockContentionReport {
     pub fn median(&self, lock: LockKind, threads: usize) -> Option<f64> {
         self.rows.iter().find(|r| r.lock == lock && r.threads == threads).map(|r| r.mops.median)
     }
+
+    fn row(&self, lock: LockKind, threads: usize) -> Option<&ContentionRow> {
+        self.rows.iter().find(|r| r.lock == lock && r.threads == threads)
+    }
+
+    /// The fastest and slowest lock at `threads` (by median).
+    fn extremes(&self, threads: usize) -> Option<(&ContentionRow, &ContentionRow)> {
+        let at: Vec<&ContentionRow> = self.rows.iter().filter(|r| r.threads == threads).collect();
+        let best = at.iter().copied().max_by(|a, b| a.mops.median.total_cmp(&b.mops.median))?;
+        let worst = at.iter().copied().min_by(|a, b| a.mops.median.total_cmp(&b.mops.median))?;
+        Some((best, worst))
+    }
 }
 
 impl Report for LockContentionReport {
+    fn findings(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let mut counts = self.params.threads.clone();
+        counts.sort_unstable();
+        let lo = counts[0];
+        let at_cores = counts.iter().copied().filter(|&t| t > 1 && t <= self.cores).max();
+        let hi = *counts.last().unwrap_or(&1);
+        let mut points = vec![lo];
+        points.extend(at_cores);
+        if hi > self.cores {
+            points.push(hi);
+        }
+        points.dedup();
+        for t in points {
+            if let Some((best, worst)) = self.extremes(t)
+                && best.lock != worst.lock
+            {
+                out.push(compare(
+                    &format!("{t} thread{}: fastest {}", if t == 1 { "" } else { "s" }, lock_label(best.lock)),
+                    &best.mops,
+                    &format!("slowest {}", lock_label(worst.lock)),
+                    &worst.mops,
+                    " Mops/s",
+                ));
+            }
+        }
+        if hi > self.cores
+            && let Some(r) = self.row(LockKind::Spin, hi)
+        {
+            out.push(Finding::note(format!(
+                "At {hi} threads the spin lock's fairness (fewest ÷ most increments of a thread) was {:.2}, with {} \
+                 involuntary switches per thread per second",
+                r.fairness,
+                fmt_num(r.involuntary_per_s)
+            )));
+        }
+        if self.rows.iter().any(|r| !r.exact) {
+            out.push(Finding::clear("A counter did NOT match the increments counted: a lock let two threads in"));
+        }
+        out.push(Finding::note(self.load.sentence()));
+        out
+    }
+
     fn figures(&self) -> Vec<Figure> {
         let mut f = Figure::lines(
             &format!("Which lock holds up under contention, and past {} cores?", self.cores),
@@ -237,7 +295,7 @@ impl Report for LockContentionReport {
                 f = f.series(Series::new(lock_label(lock), Style::Measured, pts));
             }
         }
-        vec![f.legend(crate::lab::Legend::LowerLeft)]
+        vec![super::mark_busy(f.legend(crate::lab::Legend::LowerLeft), &self.load)]
     }
 
     fn table(&self) -> Table {

@@ -3,7 +3,9 @@
 //! back off. Every wait is timed, so nothing can hang.
 
 use crate::lab::rng::Rng;
-use crate::lab::{Figure, LabError, ParamError, Report, RunError, Table, check_range, fmt_num, thread_count};
+use crate::lab::{
+    Figure, Finding, LabError, Load, LoadProbe, ParamError, Report, RunError, Table, check_range, fmt_num, thread_count,
+};
 use crate::primitives::{WaitEdge, WaitForGraph};
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
@@ -75,6 +77,7 @@ pub struct DeadlockReport {
     pub total_ms: f64,
     /// Threads in the process after the run minus before (0: nothing left behind).
     pub threads_left_behind: i64,
+    pub load: Load,
 }
 
 const THREADS: [&str; 2] = ["thread A", "thread B"];
@@ -199,6 +202,7 @@ impl Shared {
 /// Both threads are joined before the function returns.
 pub fn deadlock(p: &Deadlock) -> Result<DeadlockReport, LabError> {
     p.validate()?;
+    let probe = LoadProbe::start();
     let before = thread_count() as i64;
     let sh = Shared {
         t0: Instant::now(),
@@ -293,10 +297,80 @@ pub fn deadlock(p: &Deadlock) -> Result<DeadlockReport, LabError> {
         spans,
         total_ms,
         threads_left_behind: thread_count() as i64 - before,
+        load: probe.finish(),
     })
 }
 
+impl DeadlockReport {
+    /// When thread `t` first held its first lock, and when it first let it go (ms).
+    fn first_hold(&self, t: usize) -> Option<(f64, f64)> {
+        self.spans
+            .iter()
+            .filter(|s| s.thread == THREADS[t] && s.what == format!("holds {}", LOCKS[t]))
+            .map(|s| (s.start_ms, s.end_ms))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+    }
+}
+
 impl Report for DeadlockReport {
+    fn findings(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        match (&self.victim, self.cycle_closed_ms, self.detected_ms) {
+            (Some(v), Some(c), Some(d)) => out.push(Finding::note(format!(
+                "The cycle closed at {} ms; the detector, looking every {} ms, found it {} ms later and told {v} to \
+                 back off",
+                fmt_num(c),
+                self.params.check_ms,
+                fmt_num((d - c).max(0.0))
+            ))),
+            (Some(v), _, Some(d)) => out.push(Finding::note(format!(
+                "The detector found a cycle at {} ms and told {v} to back off",
+                fmt_num(d)
+            ))),
+            _ => {
+                // Say what happened instead of a deadlock.
+                let text = match (self.first_hold(0), self.first_hold(1)) {
+                    (Some(a), Some(b)) if a.1 <= b.0 || b.1 <= a.0 => {
+                        let (first, second, f, s) = if a.0 <= b.0 { (0, 1, a, b) } else { (1, 0, b, a) };
+                        format!(
+                            "No deadlock this run: {} held {} from {} to {} ms and {} took its first lock only at {} ms \
+                             — their holds never overlapped, so no cycle could form",
+                            THREADS[first],
+                            LOCKS[first],
+                            fmt_num(f.0),
+                            fmt_num(f.1),
+                            THREADS[second],
+                            fmt_num(s.0)
+                        )
+                    }
+                    _ if !self.params.detector => format!(
+                        "Detector off: no cycle was looked for; {} wait{} ended by a thread's own {} ms timeout",
+                        self.timeouts,
+                        if self.timeouts == 1 { "" } else { "s" },
+                        self.params.give_up_ms
+                    ),
+                    _ => format!(
+                        "No cycle was seen this run (the detector looked every {} ms); own timeouts: {}",
+                        self.params.check_ms, self.timeouts
+                    ),
+                };
+                out.push(Finding::note(text));
+            }
+        }
+        let done = self.outcomes.iter().filter(|(_, o)| o.starts_with("transferred")).count();
+        out.push(Finding::note(format!(
+            "{done} of {} transfers completed ({}); balances {}, {} (sum {}, started 200); threads left behind: {}",
+            self.outcomes.len(),
+            self.outcomes.iter().map(|(t, o)| format!("{t} {o}")).collect::<Vec<_>>().join("; "),
+            self.balances[0],
+            self.balances[1],
+            self.balances[0] + self.balances[1],
+            self.threads_left_behind.max(0)
+        )));
+        out.push(Finding::note(self.load.sentence()));
+        out
+    }
+
     fn figures(&self) -> Vec<Figure> {
         let title = match &self.victim {
             Some(v) => format!(
@@ -330,7 +404,7 @@ impl Report for DeadlockReport {
             }
         }
         f = f.note(format!("cycle: {}", self.cycle_text));
-        vec![f.legend(crate::lab::Legend::UpperRight)]
+        vec![super::mark_busy(f.legend(crate::lab::Legend::UpperRight), &self.load)]
     }
 
     fn table(&self) -> Table {

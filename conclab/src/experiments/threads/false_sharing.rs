@@ -2,13 +2,14 @@
 //! down when the counters share a cache line.
 
 use crate::lab::budget::{Progress, check_estimate, timed_runs};
+use crate::lab::findings::compare;
 use crate::lab::machine::default_threads;
 use crate::lab::together::batched;
 use crate::lab::together::run_for;
 use crate::lab::together::threads_error;
 use crate::lab::{
-    Figure, LabError, ParamError, Point, Report, Series, Stats, Style, Table, check_choices, check_list, check_range,
-    cores, fmt_num,
+    Figure, Finding, LabError, Load, LoadProbe, ParamError, Point, Report, Series, Stats, Style, Table, check_choices,
+    check_list, check_range, cores, fmt_num,
 };
 use crossbeam::utils::CachePadded;
 use serde::{Deserialize, Serialize};
@@ -80,6 +81,7 @@ pub struct FalseSharingReport {
     pub params: FalseSharing,
     pub cores: usize,
     pub rows: Vec<FalseSharingRow>,
+    pub load: Load,
 }
 
 /// Each thread increments a counter with `fetch_add(1, Relaxed)` for `duration_ms`: all
@@ -88,6 +90,7 @@ pub struct FalseSharingReport {
 /// instructions are the same in all three; only where the counters sit differs.
 pub fn false_sharing(p: &FalseSharing) -> Result<FalseSharingReport, LabError> {
     p.validate()?;
+    let probe = LoadProbe::start();
     let mut progress = Progress::new("false-sharing", p.layouts.len() * p.threads.len());
     let d = Duration::from_millis(p.duration_ms);
     let mut rows = Vec::new();
@@ -136,7 +139,7 @@ pub fn false_sharing(p: &FalseSharing) -> Result<FalseSharingReport, LabError> {
             progress.step()?;
         }
     }
-    Ok(FalseSharingReport { params: p.clone(), cores: cores(), rows })
+    Ok(FalseSharingReport { params: p.clone(), cores: cores(), rows, load: probe.finish() })
 }
 
 /// How a layout is named in figures and tables.
@@ -162,9 +165,42 @@ impl FalseSharingReport {
     pub fn median(&self, layout: CounterLayout, threads: usize) -> Option<f64> {
         self.rows.iter().find(|r| r.layout == layout && r.threads == threads).map(|r| r.mops.median)
     }
+
+    fn row(&self, layout: CounterLayout, threads: usize) -> Option<&FalseSharingRow> {
+        self.rows.iter().find(|r| r.layout == layout && r.threads == threads)
+    }
 }
 
 impl Report for FalseSharingReport {
+    fn findings(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let (a, p, sh) = (CounterLayout::Adjacent, CounterLayout::Padded, CounterLayout::Shared);
+        if let (Some(x), Some(y)) = (self.row(a, 1), self.row(p, 1)) {
+            out.push(compare("1 thread: adjacent", &x.mops, "padded", &y.mops, " Mops/s"));
+        }
+        // The largest count with a CPU per thread: where false sharing is plainest.
+        let t = self.params.threads.iter().copied().filter(|&t| t > 1 && t <= self.cores).max();
+        if let Some(t) = t {
+            if let (Some(x), Some(y)) = (self.row(a, t), self.row(p, t)) {
+                out.push(compare(&format!("{t} threads: adjacent counters"), &x.mops, "padded", &y.mops, " Mops/s"));
+            }
+            if let (Some(x), Some(y)) = (self.row(a, t), self.row(sh, t)) {
+                out.push(compare(
+                    &format!("{t} threads: adjacent counters"),
+                    &x.mops,
+                    "one shared counter",
+                    &y.mops,
+                    " Mops/s",
+                ));
+            }
+            if let (Some(x), Some(y)) = (self.row(p, t), self.row(p, 1)) {
+                out.push(compare(&format!("Padded, {t} threads together"), &x.mops, "1 thread", &y.mops, " Mops/s"));
+            }
+        }
+        out.push(Finding::note(self.load.sentence()));
+        out
+    }
+
     fn figures(&self) -> Vec<Figure> {
         let mut f = Figure::lines(
             "Threads with counters of their own: does it matter where the counters sit?",
@@ -183,7 +219,7 @@ impl Report for FalseSharingReport {
                 f = f.series(Series::new(short_label(layout), Style::Measured, pts));
             }
         }
-        vec![f.legend(crate::lab::Legend::UpperLeft)]
+        vec![super::mark_busy(f.legend(crate::lab::Legend::UpperLeft), &self.load)]
     }
 
     fn table(&self) -> Table {

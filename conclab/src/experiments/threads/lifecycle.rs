@@ -2,7 +2,8 @@
 //! dropped, scoped threads end with their scope. Sampled as the process's thread count.
 
 use crate::lab::{
-    Figure, LabError, ParamError, Point, Report, RunError, Series, Style, Table, check_range, fmt_num, thread_count,
+    Figure, Finding, LabError, Load, LoadProbe, ParamError, Point, Report, RunError, Series, Style, Table, check_range,
+    fmt_num, thread_count,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::mpsc;
@@ -55,6 +56,19 @@ pub struct LifecycleReport {
     pub threads_after: usize,
     /// The name the detached thread saw for itself (set with `Builder::name`).
     pub detached_name: String,
+    /// Most threads seen between dropping the handle and the thread's last message.
+    pub detached_peak: usize,
+    /// How long the detached thread lived on after its handle was dropped, in ms (to its
+    /// last message).
+    pub detached_lived_ms: f64,
+    /// From its last message until the count was back at `threads_before`, in ms
+    /// (`None`: it did not come back within 2 s).
+    pub exit_after_message_ms: Option<f64>,
+    /// Most threads seen while the scoped threads ran.
+    pub scoped_peak: usize,
+    /// The count right after `thread::scope` returned.
+    pub after_scope: usize,
+    pub load: Load,
 }
 
 /// Spawns a named thread and drops its `JoinHandle` (detaching it); the thread sleeps
@@ -66,6 +80,7 @@ pub struct LifecycleReport {
 /// returns.
 pub fn lifecycle(p: &Lifecycle) -> Result<LifecycleReport, LabError> {
     p.validate()?;
+    let probe = LoadProbe::start();
     let t0 = Instant::now();
     let ms = |t: Instant| t.duration_since(t0).as_secs_f64() * 1e3;
     let every = Duration::from_millis(p.sample_ms);
@@ -84,10 +99,8 @@ pub fn lifecycle(p: &Lifecycle) -> Result<LifecycleReport, LabError> {
         })
         .map_err(|e| RunError::new("starting the detached thread", e))?;
     drop(handle); // detached: nothing can join it any more
-    events.push(LifeEvent {
-        at_ms: ms(Instant::now()),
-        what: "spawned 'detached-worker' and dropped its JoinHandle".into(),
-    });
+    let dropped_ms = ms(Instant::now());
+    events.push(LifeEvent { at_ms: dropped_ms, what: "spawned 'detached-worker' and dropped its JoinHandle".into() });
 
     // Sample while it lives; a goodbye or the deadline ends the wait.
     let deadline = Instant::now() + work + Duration::from_secs(5);
@@ -106,14 +119,21 @@ pub fn lifecycle(p: &Lifecycle) -> Result<LifecycleReport, LabError> {
         )
         .into());
     };
-    events.push(LifeEvent { at_ms: ms(Instant::now()), what: "the detached thread sent its last message".into() });
+    let message_ms = ms(Instant::now());
+    let detached_peak = samples.iter().map(|s| s.1).max().unwrap_or(before);
+    events.push(LifeEvent { at_ms: message_ms, what: "the detached thread sent its last message".into() });
     // After its last message the thread still has to exit: wait until the count is back.
     let settle = Instant::now() + Duration::from_secs(2);
+    let mut exit_after_message_ms = None;
     loop {
         let n = thread_count();
         samples.push((ms(Instant::now()), n));
         if n <= before || Instant::now() >= settle {
-            events.push(LifeEvent { at_ms: ms(Instant::now()), what: format!("thread count back to {n}") });
+            let now = ms(Instant::now());
+            if n <= before {
+                exit_after_message_ms = Some(now - message_ms);
+            }
+            events.push(LifeEvent { at_ms: now, what: format!("thread count back to {n}") });
             break;
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -127,6 +147,7 @@ pub fn lifecycle(p: &Lifecycle) -> Result<LifecycleReport, LabError> {
     let scoped_work = Duration::from_millis(p.scoped_ms);
     let data: Vec<u64> = (0..p.scoped as u64).collect(); // borrowed by the scoped threads
     events.push(LifeEvent { at_ms: ms(Instant::now()), what: format!("thread::scope starts {} threads", p.scoped) });
+    let scope_from = samples.len();
     let spawned = std::thread::scope(|s| {
         let mut n = 0;
         for item in &data {
@@ -147,6 +168,9 @@ pub fn lifecycle(p: &Lifecycle) -> Result<LifecycleReport, LabError> {
         }
         n
     });
+    let scoped_peak = samples[scope_from..].iter().map(|s| s.1).max().unwrap_or(before);
+    let after_scope = thread_count();
+    samples.push((ms(Instant::now()), after_scope));
     events.push(LifeEvent {
         at_ms: ms(Instant::now()),
         what: format!("thread::scope returned: all {spawned} scoped threads joined"),
@@ -165,10 +189,53 @@ pub fn lifecycle(p: &Lifecycle) -> Result<LifecycleReport, LabError> {
         threads_before: before,
         threads_after: after,
         detached_name,
+        detached_peak,
+        detached_lived_ms: message_ms - dropped_ms,
+        exit_after_message_ms,
+        scoped_peak,
+        after_scope,
+        load: probe.finish(),
     })
 }
 
 impl Report for LifecycleReport {
+    fn findings(&self) -> Vec<Finding> {
+        let b = self.threads_before;
+        let mut out = Vec::new();
+        let extra = self.detached_peak.saturating_sub(b);
+        out.push(Finding::note(if extra >= 1 {
+            format!(
+                "After its handle was dropped the detached thread lived on for {} ms: the count stood at {} \
+                 (before: {b}) until it sent its last message",
+                fmt_num(self.detached_lived_ms),
+                self.detached_peak
+            )
+        } else {
+            format!(
+                "The count never rose above {b} while the detached thread lived ({} ms): another thread of the \
+                 process ended meanwhile",
+                fmt_num(self.detached_lived_ms)
+            )
+        }));
+        out.push(Finding::note(match self.exit_after_message_ms {
+            Some(t) => format!(
+                "The count was back at {b} {} ms after its last message (the thread still had to exit)",
+                fmt_num(t)
+            ),
+            None => format!("The count had not come back to {b} within 2 s of its last message"),
+        }));
+        out.push(Finding::note(format!(
+            "{} scoped threads raised the count to {} (expected {}); right after thread::scope returned it was {}{}",
+            self.params.scoped,
+            self.scoped_peak,
+            b + self.params.scoped,
+            self.after_scope,
+            if self.after_scope <= b { ": every scoped thread had ended" } else { "" }
+        )));
+        out.push(Finding::note(self.load.sentence()));
+        out
+    }
+
     fn figures(&self) -> Vec<Figure> {
         let end = self.samples.last().map_or(1.0, |s| s.0);
         let f = Figure::lines(
@@ -187,7 +254,8 @@ impl Report for LifecycleReport {
             self.samples.iter().map(|(t, n)| Point::new(*t, *n as f64)).collect(),
         ))
         .legend(crate::lab::Legend::UpperLeft);
-        vec![self.events.iter().fold(f, |f, e| f.note(format!("{} ms: {}", fmt_num(e.at_ms), e.what)))]
+        let f = self.events.iter().fold(f, |f, e| f.note(format!("{} ms: {}", fmt_num(e.at_ms), e.what)));
+        vec![super::mark_busy(f, &self.load)]
     }
 
     fn table(&self) -> Table {

@@ -2,10 +2,14 @@
 //! hardware and compiler really produce under each memory ordering.
 
 use crate::lab::budget::{Progress, check_estimate};
+use crate::lab::findings::{compare, count_of, group};
 use crate::lab::rng::Rng;
 use crate::lab::wait::Stalled;
 use crate::lab::wait::spin_until;
-use crate::lab::{Figure, LabError, ParamError, Report, RunError, Stats, Table, check_choices, check_range, fmt_num};
+use crate::lab::{
+    Figure, Finding, LabError, Load, LoadProbe, ParamError, Report, RunError, Stats, Table, check_choices, check_range,
+    fmt_num,
+};
 use crossbeam::utils::CachePadded;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
@@ -15,7 +19,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Litmus {
-    /// Trials per run of the store-buffering test: 1_000..=10_000_000.
+    /// Trials per run of the store-buffering test: 1_000..=2_000_000 (and the run-time
+    /// estimate of all parameters together at most two minutes).
     pub trials: usize,
     /// Runs per ordering (the figure shows the median and quartiles over runs): 1..=51.
     pub runs: usize,
@@ -57,6 +62,10 @@ crate::choices! {
     }
 }
 
+/// Fewer message-passing observations than this (per ordering, all runs) are too few to
+/// say anything about stale reads.
+pub const MIN_MP_OBSERVATIONS: u64 = 1_000;
+
 /// Outcome names of the store-buffering test: what thread A read of `y`, and B of `x`.
 pub const OUTCOMES: [&str; 4] = ["a=0, b=0", "a=0, b=1", "a=1, b=0", "a=1, b=1"];
 
@@ -68,13 +77,18 @@ impl Litmus {
         check_range("jitter", self.jitter, 0..=100_000)?;
         // Measured on a 2-core VM: about 0.5 µs per trial plus 1.5 ns per jitter step
         // (3.5 µs at the default jitter); message passing adds about as much again.
-        let per_trial_us = 0.5 + 0.0015 * self.jitter as f64;
+        let per_trial_us = self.per_trial_us();
         let trials = (self.trials * self.runs * self.orderings.len()) as f64;
         let passes = if self.message_passing { 1.5 } else { 1.0 };
         check_estimate(
             "trials × runs × orderings × jitter",
             Duration::from_secs_f64(trials * per_trial_us * passes / 1e6),
         )
+    }
+
+    /// Estimated µs per store-buffering trial on a quiet machine.
+    fn per_trial_us(&self) -> f64 {
+        0.5 + 0.0015 * self.jitter as f64
     }
 }
 
@@ -85,6 +99,16 @@ pub fn kind_label(kind: LitmusOrdering) -> &'static str {
         LitmusOrdering::AcqRel => "Release / Acquire",
         LitmusOrdering::SeqCst => "SeqCst",
         LitmusOrdering::Fence => "Relaxed + fence(SeqCst)",
+    }
+}
+
+/// How an ordering is named for the message-passing test (its fences differ).
+pub fn mp_label(kind: LitmusOrdering) -> &'static str {
+    match kind {
+        LitmusOrdering::Relaxed => "Relaxed",
+        LitmusOrdering::AcqRel => "Release store / Acquire load",
+        LitmusOrdering::SeqCst => "SeqCst",
+        LitmusOrdering::Fence => "Relaxed + fence(Release) / fence(Acquire)",
     }
 }
 
@@ -109,7 +133,9 @@ impl SbRow {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MpRow {
     pub ordering: LitmusOrdering,
-    /// Times the reader saw a new flag value, over all runs.
+    /// Times the reader saw a new flag value, over all runs (the two threads start
+    /// together, so the reader sees the writer at work; fewer than
+    /// [`MIN_MP_OBSERVATIONS`] are too few to tell).
     pub observations: u64,
     /// Of those, times the data it read next was older than the flag promised.
     pub stale: u64,
@@ -123,6 +149,7 @@ pub struct LitmusReport {
     pub mp: Vec<MpRow>,
     /// The CPU architecture these ran on (`x86_64`, `aarch64`, …).
     pub arch: String,
+    pub load: Load,
 }
 
 /// Runs two litmus tests on two threads for each ordering.
@@ -140,10 +167,12 @@ pub struct LitmusReport {
 /// ARM or POWER, never on x86, whose stores leave in program order.
 pub fn litmus(p: &Litmus) -> Result<LitmusReport, LabError> {
     p.validate()?;
+    let probe = LoadProbe::start();
     let mut progress = Progress::new("litmus", p.orderings.len());
-    // A stall guard per run, generous for a busy machine (a run normally takes ~3.5 µs a
-    // trial); the whole experiment is bounded by its Progress limit too.
-    let limit = Duration::from_secs(30) + Duration::from_micros(p.trials as u64 * 50);
+    // A run stops early at `soft` (a busy machine can make every trial wait for a time
+    // slice: the report then counts the trials done) and fails only past `limit`.
+    let soft = Duration::from_secs_f64((3.0 * p.trials as f64 * p.per_trial_us() / 1e6).max(2.0));
+    let limit = soft + Duration::from_secs(30) + Duration::from_micros(p.trials as u64 * 50);
     let stalled = |_| {
         RunError::new(
             format!("litmus ({} trials)", p.trials),
@@ -155,8 +184,9 @@ pub fn litmus(p: &Litmus) -> Result<LitmusReport, LabError> {
     for kind in LitmusOrdering::ALL.iter().copied().filter(|k| p.orderings.contains(k)) {
         let mut counts = Vec::new();
         for run in 0..p.runs {
-            counts
-                .push(store_buffering(kind, p.trials, p.jitter, run as u64, Instant::now() + limit).map_err(stalled)?);
+            counts.push(
+                store_buffering(kind, p, run as u64, Instant::now() + soft, Instant::now() + limit).map_err(stalled)?,
+            );
         }
         let outcome_stats =
             (0..4).map(|o| Stats::of(&counts.iter().map(|c| c[o] as f64).collect::<Vec<_>>())).collect();
@@ -165,14 +195,15 @@ pub fn litmus(p: &Litmus) -> Result<LitmusReport, LabError> {
         if p.message_passing {
             let (mut observations, mut stale) = (0, 0);
             for _ in 0..p.runs {
-                let (o, s) = message_passing(kind, p.trials, Instant::now() + limit).map_err(stalled)?;
+                let (o, s) =
+                    message_passing(kind, p.trials, Instant::now() + soft, Instant::now() + limit).map_err(stalled)?;
                 observations += o;
                 stale += s;
             }
             mp.push(MpRow { ordering: kind, observations, stale });
         }
     }
-    Ok(LitmusReport { params: p.clone(), sb, mp, arch: std::env::consts::ARCH.to_string() })
+    Ok(LitmusReport { params: p.clone(), sb, mp, arch: std::env::consts::ARCH.to_string(), load: probe.finish() })
 }
 
 /// A thread's half of the store-buffering test: store 1 to `mine`, then read `other`.
@@ -208,14 +239,19 @@ fn delay(rng: &mut Rng, jitter: u32) {
     }
 }
 
-/// `trials` store-buffering trials; counts per outcome, or `Err` past `deadline`.
+/// Round number that tells thread B the run stopped early.
+const STOP: u64 = u64::MAX;
+
+/// Up to `p.trials` store-buffering trials; counts per outcome. Stops early (fewer trials)
+/// once `soft` passes; `Err` past `deadline`.
 fn store_buffering(
     kind: LitmusOrdering,
-    trials: usize,
-    jitter: u32,
+    p: &Litmus,
     seed: u64,
+    soft: Instant,
     deadline: Instant,
 ) -> Result<[u64; 4], Stalled> {
+    let (trials, jitter) = (p.trials, p.jitter);
     let x = CachePadded::new(AtomicU32::new(0));
     let y = CachePadded::new(AtomicU32::new(0));
     let round = CachePadded::new(AtomicU64::new(0));
@@ -226,8 +262,12 @@ fn store_buffering(
             let mut rng = Rng::new(2 * seed + 1);
             let mut seen = Vec::with_capacity(trials);
             for r in 1..=trials as u64 {
-                // B has finished round r-1: reset, then open round r.
+                // B has finished round r-1: reset, then open round r (or stop).
                 spin_until(deadline, || b_done.load(Ordering::Acquire) == r - 1)?;
+                if r % 256 == 0 && Instant::now() >= soft {
+                    round.store(STOP, Ordering::Release);
+                    break;
+                }
                 x.store(0, Ordering::Relaxed);
                 y.store(0, Ordering::Relaxed);
                 round.store(r, Ordering::Release);
@@ -240,8 +280,14 @@ fn store_buffering(
             let mut rng = Rng::new(2 * seed + 2);
             let mut seen = Vec::with_capacity(trials);
             for r in 1..=trials as u64 {
-                if spin_until(deadline, || round.load(Ordering::Acquire) == r).is_err() {
-                    return Err(Stalled);
+                let mut stop = false;
+                spin_until(deadline, || {
+                    let v = round.load(Ordering::Acquire);
+                    stop = v == STOP;
+                    v == r || stop
+                })?;
+                if stop {
+                    break;
                 }
                 delay(&mut rng, jitter / 8);
                 seen.push(store_then_load(kind, y, x) as u8);
@@ -259,16 +305,35 @@ fn store_buffering(
     })
 }
 
-/// The writer publishes 1..=trials (data, then flag); the reader checks the data each
-/// time it sees a new flag value. Returns (observations, stale reads).
-fn message_passing(kind: LitmusOrdering, trials: usize, deadline: Instant) -> Result<(u64, u64), Stalled> {
+/// The writer publishes 1, 2, 3, … (data, then flag); the reader checks the data each
+/// time it sees a new flag value. Both threads first meet at a start line, and the writer
+/// goes on until it has published `trials` values *and* the reader has seen a tenth of
+/// that many (or `soft` passes), so a reader that started late still observes the
+/// writer at work. Returns (observations, stale reads).
+fn message_passing(
+    kind: LitmusOrdering,
+    trials: usize,
+    soft: Instant,
+    deadline: Instant,
+) -> Result<(u64, u64), Stalled> {
     let data = CachePadded::new(AtomicU64::new(0));
     let flag = CachePadded::new(AtomicU64::new(0));
-    let (data, flag) = (&*data, &*flag);
-    let n = trials as u64;
+    let ready = CachePadded::new(AtomicU32::new(0));
+    let seen = CachePadded::new(AtomicU64::new(0));
+    let end = CachePadded::new(AtomicU64::new(0));
+    let (data, flag, ready, seen, end) = (&*data, &*flag, &*ready, &*seen, &*end);
+    let (n, want) = (trials as u64, (trials as u64 / 10).max(100));
+    // Each side announces itself and waits for the other (bounded).
+    let start_line = move || {
+        ready.fetch_add(1, Ordering::AcqRel);
+        spin_until(deadline, || ready.load(Ordering::Acquire) == 2)
+    };
     std::thread::scope(|s| {
-        s.spawn(move || {
-            for r in 1..=n {
+        let writer = s.spawn(move || {
+            start_line()?;
+            let mut r = 0u64;
+            loop {
+                r += 1;
                 data.store(r, Ordering::Relaxed);
                 match kind {
                     LitmusOrdering::Relaxed => flag.store(r, Ordering::Relaxed),
@@ -279,12 +344,19 @@ fn message_passing(kind: LitmusOrdering, trials: usize, deadline: Instant) -> Re
                         flag.store(r, Ordering::Relaxed);
                     }
                 }
+                if r.is_multiple_of(64) && ((r >= n && seen.load(Ordering::Relaxed) >= want) || Instant::now() >= soft)
+                {
+                    break;
+                }
             }
+            end.store(r, Ordering::Release);
+            Ok::<(), Stalled>(())
         });
         let reader = s.spawn(move || {
+            start_line()?;
             let (mut last, mut observations, mut stale) = (0u64, 0u64, 0u64);
             let mut spins = 0u32;
-            while last < n {
+            loop {
                 let f = match kind {
                     LitmusOrdering::Relaxed => flag.load(Ordering::Relaxed),
                     LitmusOrdering::AcqRel => flag.load(Ordering::Acquire),
@@ -300,14 +372,25 @@ fn message_passing(kind: LitmusOrdering, trials: usize, deadline: Instant) -> Re
                     observations += 1;
                     stale += u64::from(d < f);
                     last = f;
+                    if observations.is_multiple_of(16) {
+                        seen.store(observations, Ordering::Relaxed);
+                    }
                 }
                 spins = spins.wrapping_add(1);
-                if spins.is_multiple_of(4096) && Instant::now() >= deadline {
-                    return Err(Stalled);
+                if spins.is_multiple_of(4096) {
+                    let e = end.load(Ordering::Acquire);
+                    if e != 0 && last == e {
+                        break;
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(Stalled);
+                    }
                 }
             }
             Ok((observations, stale))
         });
+        // Both give up by themselves at the deadline, so both joins return.
+        writer.join().map_err(|_| Stalled)??;
         reader.join().map_err(|_| Stalled)?
     })
 }
@@ -317,14 +400,97 @@ impl LitmusReport {
     pub fn reordered_median(&self, ordering: LitmusOrdering) -> Option<f64> {
         self.sb.iter().find(|r| r.ordering == ordering).map(|r| r.outcome_stats[0].median)
     }
+
+    fn sb_row(&self, ordering: LitmusOrdering) -> Option<&SbRow> {
+        self.sb.iter().find(|r| r.ordering == ordering)
+    }
+
+    /// Share (0..=1) of all trials of `ordering` with outcome `o`.
+    fn share(&self, ordering: LitmusOrdering, o: usize) -> Option<f64> {
+        let r = self.sb_row(ordering)?;
+        let total: u64 = r.counts.iter().flat_map(|c| c.iter()).sum();
+        Some(r.counts.iter().map(|c| c[o]).sum::<u64>() as f64 / total.max(1) as f64)
+    }
 }
 
 impl Report for LitmusReport {
+    fn findings(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let planned = (self.params.trials * self.params.runs) as u64;
+        let mut short = Vec::new();
+        for r in &self.sb {
+            let trials: u64 = r.counts.iter().flat_map(|c| c.iter()).sum();
+            out.push(count_of(&format!("a=0, b=0 with {}", kind_label(r.ordering)), r.reordered(), trials));
+            if trials < planned {
+                short.push(format!("{} {} of {}", kind_label(r.ordering), group(trials), group(planned)));
+            }
+        }
+        if !short.is_empty() {
+            out.push(Finding::note(format!(
+                "Runs stopped early at their time limit (each trial waits for both threads to be running: a busy \
+                 machine slows that down): trials done {}",
+                short.join(", ")
+            )));
+        }
+        // SeqCst does not only forbid a=0, b=0: each store is visible before its thread's
+        // load, so the other outcomes shift towards a=1, b=1.
+        if let (Some(sc), Some(rx), Some(a), Some(b)) = (
+            self.sb_row(LitmusOrdering::SeqCst),
+            self.sb_row(LitmusOrdering::Relaxed),
+            self.share(LitmusOrdering::SeqCst, 3),
+            self.share(LitmusOrdering::Relaxed, 3),
+        ) {
+            let mut f = compare(
+                "a=1, b=1 per run under SeqCst",
+                &sc.outcome_stats[3],
+                "under Relaxed",
+                &rx.outcome_stats[3],
+                "",
+            );
+            f.text.push_str(&format!(" ({} % vs {} % of the trials)", fmt_num(100.0 * a), fmt_num(100.0 * b)));
+            out.push(f);
+        }
+        let enough = |m: &&MpRow| m.observations >= MIN_MP_OBSERVATIONS;
+        if !self.mp.is_empty() && self.mp.iter().all(|m| m.stale == 0 && m.observations >= MIN_MP_OBSERVATIONS) {
+            // The usual x86 result in one sentence: no stale read with any ordering.
+            let least = self.mp.iter().map(|m| m.observations).min().unwrap_or(1);
+            out.push(Finding::note(format!(
+                "Message passing: no stale read with any ordering (new flag values seen — {}); at 95 % confidence fewer than {} per \
+                 million with each",
+                self.mp
+                    .iter()
+                    .map(|m| format!("{}: 0 in {}", mp_label(m.ordering), group(m.observations)))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                fmt_num(3e6 / least as f64)
+            )));
+        } else {
+            for m in &self.mp {
+                if enough(&m) {
+                    out.push(count_of(
+                        &format!("Message passing with {}: stale data after a new flag", mp_label(m.ordering)),
+                        m.stale,
+                        m.observations,
+                    ));
+                } else {
+                    out.push(Finding::note(format!(
+                        "Message passing with {}: only {} new flag values seen (fewer than {}): too few to tell",
+                        mp_label(m.ordering),
+                        m.observations,
+                        MIN_MP_OBSERVATIONS
+                    )));
+                }
+            }
+        }
+        out.push(Finding::note(self.load.sentence()));
+        out
+    }
+
     fn figures(&self) -> Vec<Figure> {
         let mut f = Figure::bars(
             "Store buffering: does the 'impossible' a=0, b=0 happen?",
             "what the two loads read (a: thread A's read of y, b: thread B's read of x)",
-            &format!("outcomes per run of {} trials (median, p25–p75)", fmt_num(self.params.trials as f64)),
+            &format!("outcomes per run of up to {} trials (median, p25–p75)", fmt_num(self.params.trials as f64)),
         )
         .log_y();
         // Outcomes on the x axis, orderings as colours: the reordered outcome comes first,
@@ -344,7 +510,7 @@ impl Report for LitmusReport {
         if !never.is_empty() {
             f = f.note(format!("a=0, b=0 never happened with: {}", never.join(", ")));
         }
-        vec![f.legend(crate::lab::Legend::UpperRight)]
+        vec![super::mark_busy(f.legend(crate::lab::Legend::UpperRight), &self.load)]
     }
 
     fn table(&self) -> Table {
@@ -357,7 +523,7 @@ impl Report for LitmusReport {
                 "a=1,b=0",
                 "a=1,b=1",
                 "reordered per million",
-                "MP stale / observed",
+                "message passing: stale / observed",
             ],
         );
         for r in &self.sb {
@@ -368,8 +534,17 @@ impl Report for LitmusReport {
                 .iter()
                 .find(|m| m.ordering == r.ordering)
                 .map_or("–".into(), |m| format!("{} / {}", m.stale, m.observations));
+            let label = if self.mp.is_empty() {
+                kind_label(r.ordering).to_string()
+            } else {
+                match r.ordering {
+                    LitmusOrdering::Fence => "Relaxed + fences (see the note)".into(),
+                    LitmusOrdering::AcqRel => "Release / Acquire".into(),
+                    o => kind_label(o).into(),
+                }
+            };
             t.row(vec![
-                kind_label(r.ordering).into(),
+                label,
                 sum(0),
                 sum(1),
                 sum(2),
@@ -379,10 +554,16 @@ impl Report for LitmusReport {
             ]);
         }
         t.note(format!(
-            "{} runs × {} trials per ordering on {}; counts summed over runs. MP: message passing, a reader that saw \
-             the flag but read older data.",
+            "{} runs × {} trials per ordering on {}; counts summed over runs. Message passing: stale = the reader saw \
+             a new flag but read older data; observed = new flag values it saw.",
             self.params.runs, self.params.trials, self.arch
         ));
+        if !self.mp.is_empty() {
+            t.note(
+                "Fences: store buffering puts a fence(SeqCst) between the store and the load in both threads; message \
+                 passing puts a fence(Release) before the flag store and a fence(Acquire) after the flag load.",
+            );
+        }
         t
     }
 }
@@ -417,7 +598,9 @@ mod tests {
         assert_eq!(r.sb.len(), 4);
         for row in &r.sb {
             for c in &row.counts {
-                assert_eq!(c.iter().sum::<u64>(), 3_000);
+                // Every trial counted once; a run may stop early on a busy machine.
+                let n = c.iter().sum::<u64>();
+                assert!(n > 0 && n <= 3_000, "{n}");
             }
         }
         for k in [LitmusOrdering::SeqCst, LitmusOrdering::Fence] {

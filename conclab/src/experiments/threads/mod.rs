@@ -3,6 +3,7 @@
 pub mod capture;
 pub mod contention;
 pub mod deadlock;
+pub mod exercises;
 pub mod false_sharing;
 pub mod lifecycle;
 pub mod litmus;
@@ -16,6 +17,7 @@ pub mod strategies;
 pub use capture::{CaptureCost, CaptureCostReport, CaptureMode, capture_cost};
 pub use contention::{LockContention, LockContentionReport, LockKind, lock_contention};
 pub use deadlock::{Deadlock, DeadlockReport, deadlock};
+pub use exercises::{Account, AccountGuard, TicketLock, check_lock_order, check_ticket_lock};
 pub use false_sharing::{CounterLayout, FalseSharing, FalseSharingReport, false_sharing};
 pub use lifecycle::{Lifecycle, LifecycleReport, lifecycle};
 pub use litmus::{Litmus, LitmusOrdering, LitmusReport, litmus};
@@ -26,7 +28,20 @@ pub use pool::{PoolMethod, PoolVsSpawn, PoolVsSpawnReport, pool_vs_spawn};
 pub use queues::{QueueKind, Queues, QueuesReport, queues};
 pub use strategies::{LockStrategies, LockStrategiesReport, LockStrategy, lock_strategies};
 
-use crate::lab::Experiment;
+use crate::lab::{Experiment, Figure, Load};
+
+/// Marks a figure drawn from a run on a busy machine: the caption starts with the share
+/// of CPU time other processes took (see [`crate::lab::noise`]).
+pub(crate) fn mark_busy(f: Figure, load: &Load) -> Figure {
+    match load.others_share {
+        Some(s) if load.busy() => {
+            let caption =
+                format!("busy machine: other processes used {:.0} % of the CPU time · {}", s * 100.0, f.caption);
+            f.caption(caption)
+        }
+        _ => f,
+    }
+}
 
 crate::impl_params!(
     CaptureCost,

@@ -2,13 +2,14 @@
 //! `store`, with each ordering, from one thread to more threads than cores.
 
 use crate::lab::budget::{Progress, check_estimate, timed_runs};
+use crate::lab::findings::compare;
 use crate::lab::machine::default_threads;
 use crate::lab::together::batched;
 use crate::lab::together::run_for;
 use crate::lab::together::threads_error;
 use crate::lab::{
-    Figure, LabError, ParamError, Point, Report, Series, Stats, Style, Table, check_choices, check_list, check_range,
-    cores, fmt_num,
+    Figure, Finding, LabError, Load, LoadProbe, ParamError, Point, Report, Series, Stats, Style, Table, check_choices,
+    check_list, check_range, cores, fmt_num,
 };
 use crossbeam::utils::CachePadded;
 use serde::{Deserialize, Serialize};
@@ -35,7 +36,7 @@ impl Default for Orderings {
             threads: default_threads(cores()),
             orderings: MemoryOrdering::ALL.to_vec(),
             duration_ms: 25,
-            samples: 3,
+            samples: 5,
         }
     }
 }
@@ -131,6 +132,7 @@ pub struct OrderingsReport {
     pub params: Orderings,
     pub cores: usize,
     pub rows: Vec<OrderingRow>,
+    pub load: Load,
 }
 
 /// Measures two things per ordering: every thread doing `fetch_add(1)` on one shared
@@ -140,6 +142,7 @@ pub struct OrderingsReport {
 /// only a `SeqCst` store needs more than a plain move (an `xchg`); ARM differs.
 pub fn orderings(p: &Orderings) -> Result<OrderingsReport, LabError> {
     p.validate()?;
+    let probe = LoadProbe::start();
     let mut progress = Progress::new("orderings", OPS.len() * p.orderings.len() * p.threads.len());
     let d = Duration::from_millis(p.duration_ms);
     let mut rows = Vec::new();
@@ -164,13 +167,17 @@ pub fn orderings(p: &Orderings) -> Result<OrderingsReport, LabError> {
             }
         }
     }
-    Ok(OrderingsReport { params: p.clone(), cores: cores(), rows })
+    Ok(OrderingsReport { params: p.clone(), cores: cores(), rows, load: probe.finish() })
 }
 
 impl OrderingsReport {
     /// Median Mops/s of `op` with `ordering` at `threads`.
     pub fn median(&self, op: &str, ordering: MemoryOrdering, threads: usize) -> Option<f64> {
         self.rows.iter().find(|r| r.op == op && r.ordering == ordering && r.threads == threads).map(|r| r.mops.median)
+    }
+
+    fn row(&self, op: &str, ordering: MemoryOrdering, threads: usize) -> Option<&OrderingRow> {
+        self.rows.iter().find(|r| r.op == op && r.ordering == ordering && r.threads == threads)
     }
 
     fn figure_for(&self, op: &str, title: &str) -> Figure {
@@ -191,10 +198,46 @@ impl OrderingsReport {
 }
 
 impl Report for OrderingsReport {
+    fn findings(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let lo = self.params.threads.iter().copied().min().unwrap_or(1);
+        let (weak, strong) = (MemoryOrdering::Relaxed, MemoryOrdering::SeqCst);
+        for op in OPS {
+            if let (Some(a), Some(b)) = (self.row(op, strong, lo), self.row(op, weak, lo)) {
+                out.push(compare(
+                    &format!("{} on {lo} thread{}", op_label(op, strong), if lo == 1 { "" } else { "s" }),
+                    &a.mops,
+                    &op_label(op, weak),
+                    &b.mops,
+                    " Mops/s",
+                ));
+            }
+        }
+        // Sharing: the shared counter's total at the largest count with a CPU per thread.
+        let at_cores = self.params.threads.iter().copied().filter(|&t| t > 1 && t <= self.cores).max();
+        let o = [weak, MemoryOrdering::Release, strong].into_iter().find(|o| self.params.orderings.contains(o));
+        if let (Some(t), Some(o)) = (at_cores, o)
+            && let (Some(a), Some(b)) = (self.row(OPS[0], o, t), self.row(OPS[0], o, 1))
+        {
+            out.push(compare(
+                &format!("{} shared by {t} threads (all together)", op_label(OPS[0], o)),
+                &a.mops,
+                "1 thread alone",
+                &b.mops,
+                " Mops/s",
+            ));
+        }
+        out.push(Finding::note(self.load.sentence()));
+        out
+    }
+
     fn figures(&self) -> Vec<Figure> {
         vec![
-            self.figure_for(OPS[0], "One shared counter: does the ordering matter, or the sharing?")
-                .legend(crate::lab::Legend::UpperRight),
+            super::mark_busy(
+                self.figure_for(OPS[0], "One shared counter: does the ordering matter, or the sharing?")
+                    .legend(crate::lab::Legend::UpperRight),
+                &self.load,
+            ),
             self.figure_for(OPS[1], "Stores to a thread's own slot: what does SeqCst add?")
                 .log_y()
                 .legend(crate::lab::Legend::LowerRight),

@@ -2,12 +2,13 @@
 //! without the threads having to meet after every step, and the context switches it costs.
 
 use crate::lab::budget::{Progress, check_estimate};
+use crate::lab::findings::separated;
 use crate::lab::os::Switches;
 use crate::lab::wait::TimedBarrier;
 use crate::lab::work::{busy, iters_per_ms};
 use crate::lab::{
-    Figure, LabError, ParamError, Point, Report, RunError, Series, Stats, Style, Table, check_choices, check_list,
-    check_range, cores, fmt_num,
+    Figure, Finding, LabError, Load, LoadProbe, ParamError, Point, Report, RunError, Series, Stats, Style, Table,
+    check_choices, check_list, check_range, cores, fmt_num,
 };
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -94,6 +95,7 @@ pub struct OversubscriptionReport {
     pub params: Oversubscription,
     pub cores: usize,
     pub rows: Vec<OversubscriptionRow>,
+    pub load: Load,
 }
 
 /// Splits a fixed job (`work_ms` of single-thread CPU time) over each thread count and
@@ -103,6 +105,7 @@ pub struct OversubscriptionReport {
 /// timeout), as iterative numerical codes do.
 pub fn oversubscription(p: &Oversubscription) -> Result<OversubscriptionReport, LabError> {
     p.validate()?;
+    let probe = LoadProbe::start();
     let mut progress = Progress::new("oversubscription", p.workloads.len() * p.threads.len());
     let total = p.work_ms * iters_per_ms();
     let mut rows = Vec::new();
@@ -141,7 +144,7 @@ pub fn oversubscription(p: &Oversubscription) -> Result<OversubscriptionReport, 
             r.speedup = base / r.millis.median;
         }
     }
-    Ok(OversubscriptionReport { params: p.clone(), cores: cores(), rows })
+    Ok(OversubscriptionReport { params: p.clone(), cores: cores(), rows, load: probe.finish() })
 }
 
 /// Runs the job once on `t` threads in `phases` steps (1: no barrier).
@@ -183,9 +186,68 @@ impl OversubscriptionReport {
     pub fn speedup(&self, workload: Workload, threads: usize) -> Option<f64> {
         self.rows.iter().find(|r| r.workload == workload && r.threads == threads).map(|r| r.speedup)
     }
+
+    fn row(&self, workload: Workload, threads: usize) -> Option<&OversubscriptionRow> {
+        self.rows.iter().find(|r| r.workload == workload && r.threads == threads)
+    }
 }
 
 impl Report for OversubscriptionReport {
+    fn findings(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let max_t = self.params.threads.iter().copied().max().unwrap_or(1);
+        // The largest count with a CPU per thread: where the speedup should top out.
+        let at_cores = self.params.threads.iter().copied().filter(|&t| t <= self.cores).max().unwrap_or(1);
+        for &w in Workload::ALL {
+            let (Some(one), Some(c), Some(m)) = (self.row(w, 1), self.row(w, at_cores), self.row(w, max_t)) else {
+                continue;
+            };
+            let name = workload_label(w, self.params.phases);
+            if max_t > at_cores {
+                let text = format!(
+                    "{name}: {}× at {at_cores} threads, {}× at {max_t} threads",
+                    fmt_num(c.speedup),
+                    fmt_num(m.speedup)
+                );
+                let text = if m.speedup < 1.0 {
+                    format!("{text} — slower than one thread")
+                } else if m.speedup > 1.15 * c.speedup {
+                    format!(
+                        "{text}: more threads did better — with other processes running, more runnable threads \
+                         win a larger share of the CPUs (see the load line)"
+                    )
+                } else if m.speedup >= 0.9 * c.speedup {
+                    format!("{text}: the extra threads cost little")
+                } else {
+                    format!(
+                        "{text}: the extra threads cost {} % of the speed",
+                        fmt_num(100.0 * (1.0 - m.speedup / c.speedup))
+                    )
+                };
+                out.push(if separated(&c.millis, &m.millis) || m.speedup >= 0.9 * c.speedup {
+                    Finding::clear(text)
+                } else {
+                    Finding::unclear(text)
+                });
+            } else {
+                let text = format!("{name}: {}× at {at_cores} threads", fmt_num(c.speedup));
+                out.push(if separated(&one.millis, &c.millis) { Finding::clear(text) } else { Finding::unclear(text) });
+            }
+        }
+        if let (Some(i), Some(l)) = (self.row(Workload::Independent, max_t), self.row(Workload::LockStep, max_t)) {
+            out.push(Finding::note(format!(
+                "Context switches per run at {max_t} threads: independent {} voluntary + {} involuntary, \
+                 lock-step {} voluntary + {} involuntary",
+                fmt_num(i.voluntary),
+                fmt_num(i.involuntary),
+                fmt_num(l.voluntary),
+                fmt_num(l.involuntary)
+            )));
+        }
+        out.push(Finding::note(self.load.sentence()));
+        out
+    }
+
     fn figures(&self) -> Vec<Figure> {
         let max_t = self.params.threads.iter().copied().max().unwrap_or(1);
         let mut f = Figure::lines(
@@ -245,7 +307,10 @@ impl Report for OversubscriptionReport {
             g = g.caption(caption);
         }
         g = g.note("Points at zero switches are left out (log scale).");
-        vec![f.legend(crate::lab::Legend::LowerLeft), g.legend(crate::lab::Legend::UpperLeft)]
+        vec![
+            super::mark_busy(f.legend(crate::lab::Legend::LowerLeft), &self.load),
+            g.legend(crate::lab::Legend::UpperLeft),
+        ]
     }
 
     fn table(&self) -> Table {

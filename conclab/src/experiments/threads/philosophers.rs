@@ -3,8 +3,12 @@
 //! cannot — and with fair locks every philosopher keeps eating.
 
 use crate::lab::rng::Rng;
-use crate::lab::{Figure, LabError, ParamError, Point, Report, RunError, Series, Style, Table, check_range, fmt_num};
+use crate::lab::{
+    Figure, Finding, LabError, Load, LoadProbe, ParamError, Point, Report, RunError, Series, Style, Table, check_range,
+    fmt_num,
+};
 use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -88,8 +92,40 @@ pub struct PhilosophersReport {
     /// Meals so far per philosopher at each sample time (`meals[i][k]`: philosopher i, sample k).
     pub meals: Vec<Vec<u64>>,
     pub diners: Vec<Diner>,
-    /// Spans of at least half of `timeout_ms` in which nobody ate, (start, end) in ms.
-    pub stalls: Vec<(f64, f64)>,
+    /// Deadlocks: spans in which every philosopher held exactly one fork (so none could
+    /// get a second one until a timeout), (start, end) in ms. Impossible with "ordered".
+    pub deadlocks: Vec<(f64, f64)>,
+    /// The longest time without any meal finishing (from the start, between two meals,
+    /// and to the end), in ms. Not a deadlock by
+    /// itself: with `reach_us` long, a chain of philosophers each holding one fork while
+    /// reaching for the next can keep everyone from eating for several reach times.
+    pub longest_gap_ms: f64,
+    pub load: Load,
+}
+
+/// Who holds exactly one fork right now, and when all of them started to.
+#[derive(Debug, Default)]
+struct OneFork {
+    holders: usize,
+    since: Option<f64>,
+    spans: Vec<(f64, f64)>,
+}
+
+impl OneFork {
+    fn change(m: &Mutex<OneFork>, n: usize, up: bool, now_ms: f64) {
+        let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
+        if up {
+            s.holders += 1;
+            if s.holders == n {
+                s.since = Some(now_ms);
+            }
+        } else {
+            if let Some(a) = s.since.take() {
+                s.spans.push((a, now_ms));
+            }
+            s.holders = s.holders.saturating_sub(1);
+        }
+    }
 }
 
 /// Seats the philosophers around the table for `duration_ms` and counts their meals
@@ -99,7 +135,11 @@ pub struct PhilosophersReport {
 /// joined.
 pub fn philosophers(p: &Philosophers) -> Result<PhilosophersReport, LabError> {
     p.validate()?;
+    let probe = LoadProbe::start();
     let n = p.philosophers;
+    let one_fork = Mutex::new(OneFork::default());
+    // When the last meal ended (µs since the start) and the longest gap between two.
+    let (last_meal_us, max_gap_us) = (AtomicU64::new(0), AtomicU64::new(0));
     let forks: Vec<parking_lot::Mutex<()>> = (0..n).map(|_| parking_lot::Mutex::new(())).collect();
     let meals: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
     let stop = AtomicBool::new(false);
@@ -110,7 +150,9 @@ pub fn philosophers(p: &Philosophers) -> Result<PhilosophersReport, LabError> {
     let result = std::thread::scope(|s| {
         let mut handles = Vec::new();
         for i in 0..n {
-            let (forks, meals, stop) = (&forks, &meals, &stop);
+            let (forks, meals, stop, one_fork) = (&forks, &meals, &stop, &one_fork);
+            let (last_meal_us, max_gap_us) = (&last_meal_us, &max_gap_us);
+            let now_ms = move || t0.elapsed().as_secs_f64() * 1e3;
             let h = std::thread::Builder::new().name(format!("philosopher-{i}")).spawn_scoped(s, move || {
                 let (left, right) = (i, (i + 1) % n);
                 let (first, second) = match strategy {
@@ -127,15 +169,21 @@ pub fn philosophers(p: &Philosophers) -> Result<PhilosophersReport, LabError> {
                         d.gave_up += 1;
                         continue;
                     };
+                    OneFork::change(one_fork, n, true, now_ms());
                     pause(p.reach_us);
                     let Some(b) = forks[second].try_lock_for(timeout) else {
                         d.gave_up += 1;
+                        OneFork::change(one_fork, n, false, now_ms());
                         drop(a); // put the first fork back, think, try again
                         continue;
                     };
+                    OneFork::change(one_fork, n, false, now_ms());
                     d.longest_wait_ms = d.longest_wait_ms.max(hungry.elapsed().as_secs_f64() * 1e3);
                     pause(p.eat_us); // eat
                     meals[i].fetch_add(1, Ordering::Relaxed);
+                    let now = t0.elapsed().as_micros() as u64;
+                    let before = last_meal_us.fetch_max(now, Ordering::AcqRel);
+                    max_gap_us.fetch_max(now.saturating_sub(before), Ordering::AcqRel);
                     drop(b);
                     drop(a);
                 }
@@ -171,30 +219,18 @@ pub fn philosophers(p: &Philosophers) -> Result<PhilosophersReport, LabError> {
         Ok((times, counts, diners))
     });
     let (times_ms, meals, diners) = result.map_err(|e| RunError::new(format!("seating {n} philosophers"), e))?;
-    let stalls = stalls(&times_ms, &meals, p.timeout_ms as f64 / 2.0);
-    Ok(PhilosophersReport { params: p.clone(), times_ms, meals, diners, stalls })
-}
-
-/// Intervals of at least `min_ms` between samples in which no meal at all was eaten.
-fn stalls(times: &[f64], meals: &[Vec<u64>], min_ms: f64) -> Vec<(f64, f64)> {
-    let total = |k: usize| meals.iter().map(|m| m[k]).sum::<u64>();
-    let mut out = Vec::new();
-    let mut start = 0;
-    for k in 1..times.len() {
-        if total(k) != total(start) {
-            if times[k - 1] - times[start] >= min_ms {
-                out.push((times[start], times[k - 1]));
-            }
-            start = k;
-        }
-    }
-    if let Some(last) = times.len().checked_sub(1)
-        && times[last] - times[start] >= min_ms
-        && total(last) == total(start)
-    {
-        out.push((times[start], times[last]));
-    }
-    out
+    let deadlocks = one_fork.into_inner().unwrap_or_else(|e| e.into_inner()).spans;
+    let end_us = (p.duration_ms * 1000).saturating_sub(last_meal_us.load(Ordering::Acquire));
+    let longest_gap_ms = max_gap_us.load(Ordering::Acquire).max(end_us) as f64 / 1e3;
+    Ok(PhilosophersReport {
+        params: p.clone(),
+        times_ms,
+        meals,
+        diners,
+        deadlocks,
+        longest_gap_ms,
+        load: probe.finish(),
+    })
 }
 
 impl PhilosophersReport {
@@ -207,6 +243,57 @@ impl PhilosophersReport {
 }
 
 impl Report for PhilosophersReport {
+    fn findings(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let n = self.params.philosophers;
+        let dur = self.params.duration_ms as f64;
+        let locked: f64 = self.deadlocks.iter().map(|(a, b)| b - a).sum();
+        if self.deadlocks.is_empty() {
+            out.push(Finding::note(format!(
+                "Never did all {n} philosophers hold one fork each at once: no deadlock in this {} ms dinner{}",
+                fmt_num(dur),
+                match self.params.strategy {
+                    ForkOrder::Ordered => " (with the lower fork first it cannot happen)",
+                    ForkOrder::Naive => " (one run without a deadlock proves nothing: the naive rule still can)",
+                }
+            )));
+        } else {
+            out.push(Finding::note(format!(
+                "All {n} philosophers held one fork each — a deadlock — {} time{}, {} ms in all ({} % of the dinner); \
+                 each ended only when a {} ms timeout made someone put a fork back",
+                self.deadlocks.len(),
+                if self.deadlocks.len() == 1 { "" } else { "s" },
+                fmt_num(locked),
+                fmt_num(100.0 * locked / dur),
+                self.params.timeout_ms
+            )));
+        }
+        let meals: Vec<u64> = self.diners.iter().map(|d| d.meals).collect();
+        let (lo, hi) = (meals.iter().min().copied().unwrap_or(0), meals.iter().max().copied().unwrap_or(0));
+        let hungry: Vec<String> =
+            self.diners.iter().enumerate().filter(|(_, d)| d.meals == 0).map(|(i, _)| i.to_string()).collect();
+        out.push(Finding::note(format!(
+            "Meals: {} in all, fewest {lo}, most {hi} (fairness {:.2}){}",
+            meals.iter().sum::<u64>(),
+            self.fairness(),
+            if hungry.is_empty() { String::new() } else { format!("; never ate: philosopher {}", hungry.join(", ")) }
+        )));
+        let reach = self.params.reach_us as f64 / 1e3;
+        out.push(Finding::note(format!(
+            "The longest time without any meal was {} ms ({} × the {} ms reach between the two forks){}",
+            fmt_num(self.longest_gap_ms),
+            fmt_num(if reach > 0.0 { self.longest_gap_ms / reach } else { 0.0 }),
+            fmt_num(reach),
+            if self.deadlocks.is_empty() && self.longest_gap_ms > 0.0 {
+                ": a wait, not a deadlock — philosophers holding one fork while reaching for the next"
+            } else {
+                ""
+            }
+        )));
+        out.push(Finding::note(self.load.sentence()));
+        out
+    }
+
     fn figures(&self) -> Vec<Figure> {
         let title = match self.params.strategy {
             ForkOrder::Ordered => "Lower-numbered fork first: does every philosopher keep eating?".to_string(),
@@ -217,15 +304,14 @@ impl Report for PhilosophersReport {
             let pts = self.times_ms.iter().zip(m).map(|(t, c)| Point::new(*t, *c as f64)).collect();
             f = f.series(Series::new(format!("philosopher {i}"), Style::Measured, pts));
         }
-        let stalled: f64 = self.stalls.iter().map(|(a, b)| b - a).sum();
+        let locked: f64 = self.deadlocks.iter().map(|(a, b)| b - a).sum();
         f = f.note(format!(
-            "{} stalls (≥ {} ms without any meal), {} ms in all; fairness (fewest/most meals) {:.2}.",
-            self.stalls.len(),
-            fmt_num(self.params.timeout_ms as f64 / 2.0),
-            fmt_num(stalled),
+            "{} deadlocks (every philosopher holding one fork), {} ms in all; fairness (fewest/most meals) {:.2}.",
+            self.deadlocks.len(),
+            fmt_num(locked),
             self.fairness()
         ));
-        vec![f.legend(crate::lab::Legend::UpperLeft)]
+        vec![super::mark_busy(f.legend(crate::lab::Legend::UpperLeft), &self.load)]
     }
 
     fn table(&self) -> Table {
@@ -236,16 +322,18 @@ impl Report for PhilosophersReport {
         for (i, d) in self.diners.iter().enumerate() {
             t.row(vec![i.to_string(), d.meals.to_string(), d.gave_up.to_string(), fmt_num(d.longest_wait_ms)]);
         }
-        let stalled: f64 = self.stalls.iter().map(|(a, b)| b - a).sum();
+        let locked: f64 = self.deadlocks.iter().map(|(a, b)| b - a).sum();
         t.note(format!(
-            "{} ms dinner; eat {} µs, think ~{} µs, reach {} µs; timeout {} ms. Stalls (≥ timeout/2 with no meal at all): {} ({} ms).",
+            "{} ms dinner; eat {} µs, think ~{} µs, reach {} µs; timeout {} ms. Deadlocks (all holding one fork): {} \
+             ({} ms); longest time without any meal: {} ms.",
             self.params.duration_ms,
             self.params.eat_us,
             self.params.think_us,
             self.params.reach_us,
             self.params.timeout_ms,
-            self.stalls.len(),
-            fmt_num(stalled)
+            self.deadlocks.len(),
+            fmt_num(locked),
+            fmt_num(self.longest_gap_ms)
         ));
         t
     }
@@ -275,20 +363,12 @@ mod tests {
     }
 
     #[test]
-    fn stalls_are_found_between_samples() {
-        let times = [0.0, 10.0, 20.0, 30.0, 40.0, 50.0];
-        let meals = vec![vec![0, 1, 1, 1, 1, 2], vec![0, 0, 0, 0, 0, 0]];
-        assert_eq!(stalls(&times, &meals, 25.0), vec![(10.0, 40.0)]);
-        assert!(stalls(&times, &meals, 35.0).is_empty());
-    }
-
-    #[test]
     fn ordered_forks_feed_everyone() {
         let p = Philosophers { duration_ms: 150, eat_us: 500, think_us: 500, reach_us: 200, ..Default::default() };
         let r = philosophers(&p).unwrap();
         assert_eq!(r.meals.len(), 5);
         assert!(r.diners.iter().all(|d| d.meals > 0), "{:?}", r.diners);
-        assert!(r.stalls.is_empty(), "{:?}", r.stalls);
+        assert!(r.deadlocks.is_empty(), "{:?}", r.deadlocks);
         assert!(r.figure().to_svg().contains("<svg"));
     }
 
@@ -305,5 +385,6 @@ mod tests {
         };
         let r = philosophers(&p).unwrap();
         assert!(r.diners.iter().map(|d| d.gave_up).sum::<u64>() > 0, "{:?}", r.diners);
+        assert!(!r.deadlocks.is_empty(), "all five reach 2 ms after their left fork: they deadlock");
     }
 }

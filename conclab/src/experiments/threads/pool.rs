@@ -2,11 +2,12 @@
 //! already exist (a rayon `ThreadPool` and the hand-built `primitives::ThreadPool`).
 
 use crate::lab::budget::{Progress, check_estimate};
+use crate::lab::findings::compare;
 use crate::lab::rayon_pool::JoinedPool;
 use crate::lab::work::{busy, iters_per_ms};
 use crate::lab::{
-    Figure, LabError, ParamError, Point, Report, RunError, Sampling, Series, Stats, Style, Table, check_choices,
-    check_list, check_range, cores, fmt_num,
+    Figure, Finding, LabError, Load, LoadProbe, ParamError, Point, Report, RunError, Sampling, Series, Stats, Style,
+    Table, check_choices, check_list, check_range, cores, fmt_num,
 };
 use crate::primitives::ThreadPool;
 use serde::{Deserialize, Serialize};
@@ -99,6 +100,7 @@ pub struct PoolVsSpawnReport {
     pub rows: Vec<PoolRow>,
     /// Microseconds to build and drop (join) each pool once: (method, µs).
     pub build_and_drop_us: Vec<(PoolMethod, f64)>,
+    pub load: Load,
 }
 
 /// Runs `items` independent CPU-bound items of each size three ways and reports the wall
@@ -108,6 +110,7 @@ pub struct PoolVsSpawnReport {
 /// with every worker joined — before the call returns.
 pub fn pool_vs_spawn(p: &PoolVsSpawn) -> Result<PoolVsSpawnReport, LabError> {
     p.validate()?;
+    let probe = LoadProbe::start();
     let mut progress = Progress::new("pool-vs-spawn", p.methods.len() * p.work_ns.len());
     let per_ns = iters_per_ms() as f64 / 1e6;
     let sampling = Sampling { warmup: 1, samples: p.samples };
@@ -167,7 +170,7 @@ pub fn pool_vs_spawn(p: &PoolVsSpawn) -> Result<PoolVsSpawnReport, LabError> {
         drop(rayon_pool); // joins its workers
         drop(own_pool); // joins its workers
     }
-    Ok(PoolVsSpawnReport { params: p.clone(), cores: cores(), rows, build_and_drop_us })
+    Ok(PoolVsSpawnReport { params: p.clone(), cores: cores(), rows, build_and_drop_us, load: probe.finish() })
 }
 
 /// A new thread per item. At most as many are alive at once as this process can hold
@@ -217,9 +220,77 @@ impl PoolVsSpawnReport {
     pub fn median(&self, method: PoolMethod, work_ns: u64) -> Option<f64> {
         self.rows.iter().find(|r| r.method == method && r.work_ns == work_ns).map(|r| r.micros_per_item.median)
     }
+
+    fn row(&self, method: PoolMethod, work_ns: u64) -> Option<&PoolRow> {
+        self.rows.iter().find(|r| r.method == method && r.work_ns == work_ns)
+    }
+
+    /// The faster pool at `work_ns` (by median).
+    fn best_pool(&self, work_ns: u64) -> Option<&PoolRow> {
+        [PoolMethod::Rayon, PoolMethod::Pool]
+            .iter()
+            .filter_map(|m| self.row(*m, work_ns))
+            .min_by(|a, b| a.micros_per_item.median.total_cmp(&b.micros_per_item.median))
+    }
+
+    /// The ideal wall time per item: the work spread over the pool's cores, no overhead.
+    fn ideal_us(&self, work_ns: u64) -> f64 {
+        work_ns as f64 / 1e3 / self.params.pool_threads.min(self.cores).max(1) as f64
+    }
 }
 
 impl Report for PoolVsSpawnReport {
+    fn findings(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let mut sizes = self.params.work_ns.clone();
+        sizes.sort_unstable();
+        let (Some(&small), Some(&large)) = (sizes.first(), sizes.last()) else { return out };
+        let us = |w: u64| format!("{} µs", fmt_num(w as f64 / 1e3));
+        if let (Some(spawn), Some(pool)) = (self.row(PoolMethod::Spawn, small), self.best_pool(small)) {
+            out.push(compare(
+                &format!("At {} of work per item, a thread per item", us(small)),
+                &spawn.micros_per_item,
+                method_label(pool.method),
+                &pool.micros_per_item,
+                " µs per item",
+            ));
+        }
+        // The predict question: at about 1 µs of work, how far from the ideal is each method?
+        let near_1us = sizes.iter().copied().min_by_key(|w| w.abs_diff(1_000));
+        if let Some(w) = near_1us {
+            let parts: Vec<String> = PoolMethod::ALL
+                .iter()
+                .filter_map(|m| self.row(*m, w))
+                .map(|r| {
+                    format!("{} {}×", method_label(r.method), fmt_num(r.micros_per_item.median / self.ideal_us(w)))
+                })
+                .collect();
+            if let Some(spawn) = self.row(PoolMethod::Spawn, w) {
+                let share = 100.0 * self.ideal_us(w) / spawn.micros_per_item.median;
+                out.push(Finding::note(format!(
+                    "At {} of work per item, time per item ÷ the ideal (the dashed line): {}; with a thread per \
+                     item the work was about {} % of the time",
+                    us(w),
+                    parts.join(", "),
+                    fmt_num(share)
+                )));
+            }
+        }
+        if large > small
+            && let (Some(spawn), Some(pool)) = (self.row(PoolMethod::Spawn, large), self.best_pool(large))
+        {
+            out.push(compare(
+                &format!("At {} of work per item, a thread per item", us(large)),
+                &spawn.micros_per_item,
+                method_label(pool.method),
+                &pool.micros_per_item,
+                " µs per item",
+            ));
+        }
+        out.push(Finding::note(self.load.sentence()));
+        out
+    }
+
     fn figures(&self) -> Vec<Figure> {
         let mut f = Figure::lines(
             "A new thread per item, or a pool: when does creation cost dominate?",
@@ -246,7 +317,7 @@ impl Report for PoolVsSpawnReport {
                 f = f.series(Series::new(method_label(method), Style::Measured, pts));
             }
         }
-        vec![f.legend(crate::lab::Legend::UpperLeft)]
+        vec![super::mark_busy(f.legend(crate::lab::Legend::UpperLeft), &self.load)]
     }
 
     fn table(&self) -> Table {
@@ -260,7 +331,11 @@ impl Report for PoolVsSpawnReport {
             ]);
         }
         for (m, us) in &self.build_and_drop_us {
-            t.note(format!("{}: building and dropping the pool once took {} µs.", method_label(*m), fmt_num(*us)));
+            t.note(format!(
+                "{}: building the pool and dropping it (its workers joined) once took {} µs.",
+                method_label(*m),
+                fmt_num(*us)
+            ));
         }
         t.note(format!(
             "{} items per sample, {} samples, pools of {} threads on {} CPUs.",

@@ -1,9 +1,12 @@
 //! Lock-free vs locked queues: producers hand items to consumers through
 //! `crossbeam::queue::ArrayQueue`, `SegQueue`, and a `Mutex<VecDeque>`.
 
+use crate::lab::budget::{Progress, check_estimate};
+use crate::lab::findings::compare;
 use crate::lab::together::run_together;
 use crate::lab::{
-    Figure, LabError, ParamError, Report, RunError, Stats, Table, check_choices, check_list, check_range, fmt_num,
+    Figure, Finding, LabError, Load, LoadProbe, ParamError, Report, RunError, Stats, Table, check_choices, check_list,
+    check_range, fmt_num,
 };
 use crossbeam::queue::{ArrayQueue, SegQueue};
 use crossbeam::utils::Backoff;
@@ -54,7 +57,14 @@ impl Queues {
         check_range("items", self.items, 1_000..=10_000_000)?;
         check_choices("queues", &self.queues)?;
         check_range("capacity", self.capacity, 1..=1_000_000)?;
-        check_range("samples", self.samples, 1..=51)
+        check_range("samples", self.samples, 1..=51)?;
+        // About 0.15 µs per item on a 2-core VM (the locked queue with several pairs is
+        // the slowest), plus thread start-up per sample.
+        let passes = (self.samples * self.pairs.len() * self.queues.len()) as f64;
+        check_estimate(
+            "items × samples × pairs × queues",
+            Duration::from_secs_f64(passes * (self.items as f64 * 0.15e-6 + 0.002)),
+        )
     }
 }
 
@@ -91,6 +101,7 @@ pub struct QueueRow {
 pub struct QueuesReport {
     pub params: Queues,
     pub rows: Vec<QueueRow>,
+    pub load: Load,
 }
 
 /// The two operations every queue here offers.
@@ -134,6 +145,8 @@ impl Queue for Mutex<VecDeque<u64>> {
 /// per second of wall time; the popped values are summed and checked.
 pub fn queues(p: &Queues) -> Result<QueuesReport, LabError> {
     p.validate()?;
+    let probe = LoadProbe::start();
+    let mut progress = Progress::new("queues", p.queues.len() * p.pairs.len());
     let limit = Duration::from_secs(20);
     let mut rows = Vec::new();
     for q in QueueKind::ALL.iter().copied().filter(|q| p.queues.contains(q)) {
@@ -151,9 +164,10 @@ pub fn queues(p: &Queues) -> Result<QueuesReport, LabError> {
                 mops.push(p.items as f64 / secs / 1e6);
             }
             rows.push(QueueRow { queue: q, pairs: n, mops: Stats::of(&mops), exact });
+            progress.step()?;
         }
     }
-    Ok(QueuesReport { params: p.clone(), rows })
+    Ok(QueuesReport { params: p.clone(), rows, load: probe.finish() })
 }
 
 /// One sample: seconds from start to the last pop, and whether the sum checked out.
@@ -220,9 +234,49 @@ impl QueuesReport {
     pub fn median(&self, queue: QueueKind, pairs: usize) -> Option<f64> {
         self.rows.iter().find(|r| r.queue == queue && r.pairs == pairs).map(|r| r.mops.median)
     }
+
+    fn row(&self, queue: QueueKind, pairs: usize) -> Option<&QueueRow> {
+        self.rows.iter().find(|r| r.queue == queue && r.pairs == pairs)
+    }
 }
 
 impl Report for QueuesReport {
+    fn findings(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let threads = |n: usize| format!("{n} producer{s} + {n} consumer{s}", s = if n == 1 { "" } else { "s" });
+        for &n in &self.params.pairs {
+            if let (Some(m), Some(q)) = (self.row(QueueKind::Mutex, n), self.row(QueueKind::Seg, n)) {
+                out.push(compare(
+                    &format!("{}: Mutex<VecDeque>", threads(n)),
+                    &m.mops,
+                    "SegQueue",
+                    &q.mops,
+                    " M items/s",
+                ));
+            }
+        }
+        // How moody was the bounded queue? The widest spread of its samples.
+        let spread = self
+            .rows
+            .iter()
+            .filter(|r| r.queue == QueueKind::Array && r.mops.min > 0.0)
+            .map(|r| (r.pairs, r.mops.max / r.mops.min))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((n, ratio)) = spread {
+            out.push(Finding::note(format!(
+                "ArrayQueue: its fastest sample was {}× its slowest at {} (capacity {})",
+                fmt_num(ratio),
+                threads(n),
+                self.params.capacity
+            )));
+        }
+        if self.rows.iter().any(|r| !r.exact) {
+            out.push(Finding::clear("An item was lost or delivered twice: a queue is broken"));
+        }
+        out.push(Finding::note(self.load.sentence()));
+        out
+    }
+
     fn figures(&self) -> Vec<Figure> {
         let mut f = Figure::bars(
             "Passing items between threads: lock-free queues vs a locked VecDeque",
@@ -248,7 +302,7 @@ impl Report for QueuesReport {
                 f = f.bar(short_label(q), &series, r.mops.median, Some((r.mops.p25, r.mops.p75)));
             }
         }
-        vec![f.legend(legend)]
+        vec![super::mark_busy(f.legend(legend), &self.load)]
     }
 
     fn table(&self) -> Table {

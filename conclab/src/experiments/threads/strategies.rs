@@ -3,11 +3,15 @@
 //! `try_lock` with back-off, and one coarse lock for everything.
 
 use crate::lab::budget::{Progress, check_estimate, timed_runs};
+use crate::lab::findings::compare;
 use crate::lab::rng::Rng;
 use crate::lab::together::run_for;
 use crate::lab::together::threads_error;
 use crate::lab::work::busy;
-use crate::lab::{Figure, LabError, ParamError, Report, Stats, Table, check_choices, check_list, check_range, fmt_num};
+use crate::lab::{
+    Figure, Finding, LabError, Load, LoadProbe, ParamError, Report, Stats, Table, check_choices, check_list,
+    check_range, fmt_num,
+};
 use crossbeam::utils::Backoff;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -114,6 +118,7 @@ pub struct StrategyRow {
 pub struct LockStrategiesReport {
     pub params: LockStrategies,
     pub rows: Vec<StrategyRow>,
+    pub load: Load,
 }
 
 /// Every thread moves one unit between two random accounts for `duration_ms`, holding
@@ -124,6 +129,7 @@ pub struct LockStrategiesReport {
 /// holding the first; "one_lock" has only one lock.
 pub fn lock_strategies(p: &LockStrategies) -> Result<LockStrategiesReport, LabError> {
     p.validate()?;
+    let probe = LoadProbe::start();
     let mut progress = Progress::new("lock-strategies", p.strategies.len() * p.threads.len());
     let d = Duration::from_millis(p.duration_ms);
     let timeout = Duration::from_millis(p.timeout_ms);
@@ -228,7 +234,7 @@ pub fn lock_strategies(p: &LockStrategies) -> Result<LockStrategiesReport, LabEr
             progress.step()?;
         }
     }
-    Ok(LockStrategiesReport { params: p.clone(), rows })
+    Ok(LockStrategiesReport { params: p.clone(), rows, load: probe.finish() })
 }
 
 impl LockStrategiesReport {
@@ -236,9 +242,64 @@ impl LockStrategiesReport {
     pub fn median(&self, strategy: LockStrategy, threads: usize) -> Option<f64> {
         self.rows.iter().find(|r| r.strategy == strategy && r.threads == threads).map(|r| r.ktransfers.median)
     }
+
+    /// The deadlock-free strategies at `threads`, fastest first.
+    fn safe_ranked(&self, threads: usize) -> Vec<&StrategyRow> {
+        let mut v: Vec<&StrategyRow> =
+            self.rows.iter().filter(|r| r.threads == threads && r.strategy != LockStrategy::Naive).collect();
+        v.sort_by(|a, b| b.ktransfers.median.total_cmp(&a.ktransfers.median));
+        v
+    }
 }
 
 impl Report for LockStrategiesReport {
+    fn findings(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        for &t in &self.params.threads {
+            let ranked = self.safe_ranked(t);
+            let naive = self.rows.iter().find(|r| r.threads == t && r.strategy == LockStrategy::Naive);
+            if let (Some(n), Some(best)) = (naive, ranked.first()) {
+                let mut f = compare(
+                    &format!("{t} threads: no order"),
+                    &n.ktransfers,
+                    short_label(best.strategy),
+                    &best.ktransfers,
+                    " k transfers/s",
+                );
+                f.text.push_str(&format!("; {} timeouts of {} ms", n.timeouts, self.params.timeout_ms));
+                out.push(f);
+            }
+            if let (Some(best), Some(worst)) = (ranked.first(), ranked.last())
+                && ranked.len() > 1
+            {
+                out.push(compare(
+                    &format!("{t} threads: fastest safe strategy, {}", short_label(best.strategy)),
+                    &best.ktransfers,
+                    &format!("slowest, {}", short_label(worst.strategy)),
+                    &worst.ktransfers,
+                    " k transfers/s",
+                ));
+            }
+        }
+        if let Some(r) = self
+            .rows
+            .iter()
+            .filter(|r| r.strategy == LockStrategy::Backoff)
+            .max_by(|a, b| a.retries_per_transfer.total_cmp(&b.retries_per_transfer))
+        {
+            out.push(Finding::note(format!(
+                "try_lock + back-off retried {} times per transfer at {} threads (its most)",
+                fmt_num(r.retries_per_transfer),
+                r.threads
+            )));
+        }
+        if self.rows.iter().any(|r| !r.conserved) {
+            out.push(Finding::clear("Money was created or lost in a sample: a strategy is broken"));
+        }
+        out.push(Finding::note(self.load.sentence()));
+        out
+    }
+
     fn figures(&self) -> Vec<Figure> {
         let mut f = Figure::bars(
             "Ways out of lock-order deadlock: what does each cost?",
@@ -254,7 +315,7 @@ impl Report for LockStrategiesReport {
                 f = f.bar(short_label(s), &format!("{} threads", r.threads), k.median, Some((k.p25, k.p75)));
             }
         }
-        vec![f.legend(crate::lab::Legend::UpperLeft)]
+        vec![super::mark_busy(f.legend(crate::lab::Legend::UpperLeft), &self.load)]
     }
 
     fn table(&self) -> Table {
