@@ -61,6 +61,19 @@ def test_figure_cell_needs_svg():
     assert cell_problems(0, cell(["figure"], [SVG])) == []
 
 
+def test_a_main_figure_needs_findings():
+    bare = cell(["figure"], [SVG])
+    bare.source = "r.figure()"
+    assert "no findings" in cell_problems(0, bare)[0]
+    found = new_output("display_data", data={"image/svg+xml": "<svg/>", "text/plain": "t\nWhat this run shows:\n• x"})
+    good = cell(["figure"], [found])
+    good.source = "r.figure()"
+    assert cell_problems(0, good) == []
+    other = cell(["figure"], [SVG])
+    other.source = "r.figure_n(1)"
+    assert cell_problems(0, other) == []
+
+
 def test_parameters_are_injected_after_tagged_cells():
     nb = nbformat.v4.new_notebook(cells=[
         cell(["parameters"], param_sets={"quick": "let n = 1;", "big": "let n = 9;"}),

@@ -33,6 +33,7 @@ from nbtools import (
 
 PATHS = notebook_paths()
 IDS = [p.stem for p in PATHS]
+FINDINGS = "What this run shows:"
 RUSTC_CODE = re.compile(r"\[(E\d{4})\]")
 
 
@@ -159,6 +160,9 @@ def cell_problems(i, cell, threads=None) -> list[str]:
         problems.append(f"{where}: tagged figure but shows no SVG")
     if any("could not be drawn" in svg for svg in svgs):
         problems.append(f"{where}: the figure could not be drawn")
+    last = ([ln for ln in cell.source.strip().splitlines() if ln.strip()] or [""])[-1]
+    if "figure" in t and re.search(r"\.figure\(\)\s*$", last) and svgs and FINDINGS not in text:
+        problems.append(f"{where}: the main figure shows no findings ('{FINDINGS}'): implement Report::findings")
     if any("figure error:" in svg for svg in svgs):
         problems.append(f"{where}: the figure reports a builder misuse (a 'figure error:' line)")
     return problems
