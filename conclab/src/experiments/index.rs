@@ -183,14 +183,7 @@ impl Report for SpawnCostReport {
                 .rows
                 .iter()
                 .filter(|r| r.kind == kind)
-                .map(|r| {
-                    Point::spread(
-                        r.count as f64,
-                        r.micros_per_spawn.median,
-                        r.micros_per_spawn.p25,
-                        r.micros_per_spawn.p75,
-                    )
-                })
+                .map(|r| Point::quartiles(r.count as f64, &r.micros_per_spawn))
                 .collect();
             Series::new(kind, Style::Measured, pts)
         };
@@ -224,9 +217,9 @@ impl Report for SpawnCostReport {
                 t.row(vec![
                     n.to_string(),
                     fmt_num(th.median),
-                    format!("{}–{}", fmt_num(th.p25), fmt_num(th.p75)),
+                    th.quartile_range(),
                     fmt_num(ta.median),
-                    format!("{}–{}", fmt_num(ta.p25), fmt_num(ta.p75)),
+                    ta.quartile_range(),
                     format!("{}×", fmt_num(th.median / ta.median)),
                 ]);
             }

@@ -245,7 +245,7 @@ impl Report for ActorReport {
                 .rows
                 .iter()
                 .filter(|r| r.design == d)
-                .map(|r| Point::spread(r.clients as f64, r.kreq_per_s.median, r.kreq_per_s.p25, r.kreq_per_s.p75))
+                .map(|r| Point::quartiles(r.clients as f64, &r.kreq_per_s))
                 .collect();
             f = f.series(Series::new(d, Style::Measured, pts));
         }
@@ -264,7 +264,7 @@ impl Report for ActorReport {
                 r.design.clone(),
                 r.clients.to_string(),
                 fmt_num(k.median),
-                format!("{}–{}", fmt_num(k.p25), fmt_num(k.p75)),
+                k.quartile_range(),
                 fmt_num(r.wall_us_per_request()),
                 if r.exact { "yes" } else { "NO" }.into(),
             ]);

@@ -327,7 +327,7 @@ impl Report for HistogramReport {
                 .rows
                 .iter()
                 .filter(|r| r.way == way)
-                .map(|r| Point::spread(r.threads as f64, r.mops.median, r.mops.p25, r.mops.p75))
+                .map(|r| Point::quartiles(r.threads as f64, &r.mops))
                 .collect();
             if !pts.is_empty() {
                 f = f.series(Series::new(way.name(), Style::Measured, pts));
@@ -350,7 +350,7 @@ impl Report for HistogramReport {
                 r.way.to_string(),
                 r.threads.to_string(),
                 fmt_num(r.mops.median),
-                format!("{}–{}", fmt_num(r.mops.p25), fmt_num(r.mops.p75)),
+                r.mops.quartile_range(),
                 if r.exact { "yes" } else { "NO" }.into(),
             ]);
         }

@@ -181,7 +181,7 @@ impl Report for InteriorReport {
                 r.kind.into(),
                 if r.thread_safe { "yes" } else { "no" }.into(),
                 fmt_num(r.nanos.median),
-                format!("{}–{}", fmt_num(r.nanos.p25), fmt_num(r.nanos.p75)),
+                r.nanos.quartile_range(),
             ]);
         }
         t.note(format!("{} increments per sample, {} samples, one thread.", self.params.ops, self.params.samples));

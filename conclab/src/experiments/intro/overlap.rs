@@ -230,7 +230,7 @@ impl Report for OverlapReport {
                 r.job.clone(),
                 r.threads.to_string(),
                 fmt_num(r.millis.median),
-                format!("{}–{}", fmt_num(r.millis.p25), fmt_num(r.millis.p75)),
+                r.millis.quartile_range(),
                 format!("{}×", fmt_num(r.speedup)),
             ]);
         }

@@ -531,7 +531,7 @@ impl Report for PingPongReport {
                 r.mechanism.to_string(),
                 r.placement.clone(),
                 fmt_num(r.trip_us.median),
-                format!("{}–{}", fmt_num(r.trip_us.p25), fmt_num(r.trip_us.p75)),
+                r.trip_us.quartile_range(),
                 fmt_num(r.trip_p99_us),
                 fmt_num(r.trip_p999_us),
                 fmt_num(r.round_trip_us.median),

@@ -372,7 +372,7 @@ impl Report for ScalingReport {
                 r.method.clone(),
                 r.threads.to_string(),
                 fmt_num(r.millis.median),
-                format!("{}–{}", fmt_num(r.millis.p25), fmt_num(r.millis.p75)),
+                r.millis.quartile_range(),
                 format!("{}×", fmt_num(r.speedup)),
                 // Past the core count e only reflects the missing cores: not shown.
                 karp_flatt(r.threads as f64, r.speedup)

@@ -252,7 +252,7 @@ impl Report for CaptureCostReport {
                 .rows
                 .iter()
                 .filter(|r| r.mode == mode)
-                .map(|r| Point::spread(r.size_kib as f64, r.micros.median, r.micros.p25, r.micros.p75))
+                .map(|r| Point::quartiles(r.size_kib as f64, &r.micros))
                 .collect();
             if !pts.is_empty() {
                 f = f.series(Series::new(mode_label(mode), Style::Measured, pts));
@@ -268,7 +268,7 @@ impl Report for CaptureCostReport {
                 mode_label(r.mode).into(),
                 format!("{} KiB", r.size_kib),
                 fmt_num(r.micros.median),
-                format!("{}–{}", fmt_num(r.micros.p25), fmt_num(r.micros.p75)),
+                r.micros.quartile_range(),
             ]);
         }
         t.note(format!(

@@ -289,7 +289,7 @@ impl Report for LockContentionReport {
                 .rows
                 .iter()
                 .filter(|r| r.lock == lock)
-                .map(|r| Point::spread(r.threads as f64, r.mops.median, r.mops.p25, r.mops.p75))
+                .map(|r| Point::quartiles(r.threads as f64, &r.mops))
                 .collect();
             if !pts.is_empty() {
                 f = f.series(Series::new(lock_label(lock), Style::Measured, pts));
@@ -317,7 +317,7 @@ impl Report for LockContentionReport {
                 lock_label(r.lock).into(),
                 r.threads.to_string(),
                 fmt_num(r.mops.median),
-                format!("{}–{}", fmt_num(r.mops.p25), fmt_num(r.mops.p75)),
+                r.mops.quartile_range(),
                 format!("{:.2}", r.fairness),
                 fmt_num(r.voluntary_per_s),
                 fmt_num(r.involuntary_per_s),

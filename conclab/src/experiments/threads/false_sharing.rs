@@ -213,7 +213,7 @@ impl Report for FalseSharingReport {
                 .rows
                 .iter()
                 .filter(|r| r.layout == layout)
-                .map(|r| Point::spread(r.threads as f64, r.mops.median, r.mops.p25, r.mops.p75))
+                .map(|r| Point::quartiles(r.threads as f64, &r.mops))
                 .collect();
             if !pts.is_empty() {
                 f = f.series(Series::new(short_label(layout), Style::Measured, pts));
@@ -232,7 +232,7 @@ impl Report for FalseSharingReport {
                 layout_label(r.layout).into(),
                 r.threads.to_string(),
                 fmt_num(r.mops.median),
-                format!("{}–{}", fmt_num(r.mops.p25), fmt_num(r.mops.p75)),
+                r.mops.quartile_range(),
                 fmt_num(r.mops.median / r.threads as f64),
                 if r.stride_bytes == 0 { "–".into() } else { format!("{} B", r.stride_bytes) },
             ]);

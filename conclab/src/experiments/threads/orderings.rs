@@ -187,7 +187,7 @@ impl OrderingsReport {
                 .rows
                 .iter()
                 .filter(|r| r.op == op && r.ordering == name)
-                .map(|r| Point::spread(r.threads as f64, r.mops.median, r.mops.p25, r.mops.p75))
+                .map(|r| Point::quartiles(r.threads as f64, &r.mops))
                 .collect();
             if !pts.is_empty() {
                 f = f.series(Series::new(op_label(op, name), Style::Measured, pts));
@@ -251,7 +251,7 @@ impl Report for OrderingsReport {
                 op_label(&r.op, r.ordering),
                 r.threads.to_string(),
                 fmt_num(r.mops.median),
-                format!("{}–{}", fmt_num(r.mops.p25), fmt_num(r.mops.p75)),
+                r.mops.quartile_range(),
             ]);
         }
         t.note(format!(

@@ -323,7 +323,7 @@ impl Report for OversubscriptionReport {
                 r.workload.to_string(),
                 r.threads.to_string(),
                 fmt_num(r.millis.median),
-                format!("{}–{}", fmt_num(r.millis.p25), fmt_num(r.millis.p75)),
+                r.millis.quartile_range(),
                 format!("{}×", fmt_num(r.speedup)),
                 fmt_num(r.voluntary),
                 fmt_num(r.involuntary),

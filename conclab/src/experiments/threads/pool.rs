@@ -310,7 +310,7 @@ impl Report for PoolVsSpawnReport {
                 .filter(|r| r.method == method)
                 .map(|r| {
                     let s = &r.micros_per_item;
-                    Point::spread(r.work_ns as f64 / 1e3, s.median, s.p25, s.p75)
+                    Point::quartiles(r.work_ns as f64 / 1e3, s)
                 })
                 .collect();
             if !pts.is_empty() {
@@ -327,7 +327,7 @@ impl Report for PoolVsSpawnReport {
                 method_label(r.method).into(),
                 format!("{} µs", fmt_num(r.work_ns as f64 / 1e3)),
                 fmt_num(r.micros_per_item.median),
-                format!("{}–{}", fmt_num(r.micros_per_item.p25), fmt_num(r.micros_per_item.p75)),
+                r.micros_per_item.quartile_range(),
             ]);
         }
         for (m, us) in &self.build_and_drop_us {

@@ -313,7 +313,7 @@ impl Report for QueuesReport {
                 queue_label(r.queue).into(),
                 format!("{} + {}", r.pairs, r.pairs),
                 fmt_num(r.mops.median),
-                format!("{}–{}", fmt_num(r.mops.p25), fmt_num(r.mops.p75)),
+                r.mops.quartile_range(),
                 if r.exact { "yes" } else { "NO" }.into(),
             ]);
         }

@@ -336,7 +336,7 @@ impl Report for LockStrategiesReport {
                 strategy_label(r.strategy).into(),
                 r.threads.to_string(),
                 fmt_num(r.ktransfers.median),
-                format!("{}–{}", fmt_num(r.ktransfers.p25), fmt_num(r.ktransfers.p75)),
+                r.ktransfers.quartile_range(),
                 fmt_num(r.retries_per_transfer),
                 r.timeouts.to_string(),
                 if r.conserved { "yes" } else { "NO" }.into(),
