@@ -203,111 +203,137 @@ fn exchange(
     pins: Option<(usize, usize)>,
     limit: Duration,
 ) -> Result<Exchange, ()> {
-    let deadline = Instant::now() + limit;
-    let pin = |cpu: Option<usize>| {
+    let run = Trips { n, keep, pins, limit, deadline: Instant::now() + limit };
+    match mech {
+        Mechanism::Park => run.park(),
+        Mechanism::Channel => run.channel(),
+    }
+}
+
+/// One exchange's settings: `n` round trips, every `keep`-th latency kept, optional CPUs
+/// for the two threads, and the deadline that ends every wait.
+#[derive(Clone, Copy)]
+struct Trips {
+    n: usize,
+    keep: u64,
+    pins: Option<(usize, usize)>,
+    limit: Duration,
+    deadline: Instant,
+}
+
+impl Trips {
+    fn pin(cpu: Option<usize>) {
         if let Some(c) = cpu {
             pin_current_thread(c);
         }
-    };
-    let (pa, pb) = (pins.map(|p| p.0), pins.map(|p| p.1));
-    let turn_cell = AtomicU64::new(0);
-    std::thread::scope(|s| {
-        match mech {
-            Mechanism::Park => {
-                let turn = &turn_cell;
-                let (tx, rx) = mpsc::channel::<Thread>();
-                let b = std::thread::Builder::new()
-                    .spawn_scoped(s, move || {
-                        pin(pb);
-                        let a = rx.recv_timeout(limit).map_err(|_| ())?;
-                        let mut cpus = Vec::with_capacity(n);
-                        let before = Switches::this_thread();
-                        for i in 0..n as u64 {
-                            wait_for(turn, 2 * i + 1, deadline)?;
-                            cpus.push(current_cpu() as i32);
-                            turn.store(2 * i + 2, Ordering::Release);
-                            a.unpark();
+    }
+
+    /// A shared turn counter; each side parks until its turn comes and unparks the other.
+    fn park(self) -> Result<Exchange, ()> {
+        let Trips { n, keep, pins, limit, deadline } = self;
+        let pin = Trips::pin;
+        let (pa, pb) = (pins.map(|p| p.0), pins.map(|p| p.1));
+        let turn_cell = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            let turn = &turn_cell;
+            let (tx, rx) = mpsc::channel::<Thread>();
+            let b = std::thread::Builder::new()
+                .spawn_scoped(s, move || {
+                    pin(pb);
+                    let a = rx.recv_timeout(limit).map_err(|_| ())?;
+                    let mut cpus = Vec::with_capacity(n);
+                    let before = Switches::this_thread();
+                    for i in 0..n as u64 {
+                        wait_for(turn, 2 * i + 1, deadline)?;
+                        cpus.push(current_cpu() as i32);
+                        turn.store(2 * i + 2, Ordering::Release);
+                        a.unpark();
+                    }
+                    Ok::<_, ()>((Switches::this_thread().since(before), cpus))
+                })
+                .map_err(|_| ())?;
+            let b_thread = b.thread().clone();
+            let b_for_a = b_thread.clone();
+            let a = std::thread::Builder::new()
+                .spawn_scoped(s, move || {
+                    pin(pa);
+                    tx.send(std::thread::current()).map_err(|_| ())?;
+                    let mut lat = Vec::with_capacity(n / keep as usize + 1);
+                    let mut cpus = Vec::with_capacity(n);
+                    let before = Switches::this_thread();
+                    let t0 = Instant::now();
+                    for i in 0..n as u64 {
+                        let t = Instant::now();
+                        turn.store(2 * i + 1, Ordering::Release);
+                        b_for_a.unpark();
+                        wait_for(turn, 2 * i + 2, deadline)?;
+                        if i % keep == 0 {
+                            lat.push(t.elapsed().as_secs_f64() * 1e6);
                         }
-                        Ok::<_, ()>((Switches::this_thread().since(before), cpus))
-                    })
-                    .map_err(|_| ())?;
-                let b_thread = b.thread().clone();
-                let b_for_a = b_thread.clone();
-                let a = std::thread::Builder::new()
-                    .spawn_scoped(s, move || {
-                        pin(pa);
-                        tx.send(std::thread::current()).map_err(|_| ())?;
-                        let mut lat = Vec::with_capacity(n / keep as usize + 1);
-                        let mut cpus = Vec::with_capacity(n);
-                        let before = Switches::this_thread();
-                        let t0 = Instant::now();
-                        for i in 0..n as u64 {
-                            let t = Instant::now();
-                            turn.store(2 * i + 1, Ordering::Release);
-                            b_for_a.unpark();
-                            wait_for(turn, 2 * i + 2, deadline)?;
-                            if i % keep == 0 {
-                                lat.push(t.elapsed().as_secs_f64() * 1e6);
-                            }
-                            cpus.push(current_cpu() as i32);
-                        }
-                        Ok::<_, ()>((t0.elapsed(), lat, Switches::this_thread().since(before), cpus))
-                    })
-                    .map_err(|_| ())?;
-                let ra = a.join().map_err(|_| ())?;
-                if ra.is_err() {
-                    // Let B see a turn it is waiting for never comes: it times out by itself.
-                    b_thread.unpark();
-                }
-                let (sb, cb) = b.join().map_err(|_| ())??;
-                let (total, latencies_us, sa, ca) = ra?;
-                Ok(Exchange { total, latencies_us, switches: sa + sb, same_cpu_share: share_same(&ca, &cb) })
+                        cpus.push(current_cpu() as i32);
+                    }
+                    Ok::<_, ()>((t0.elapsed(), lat, Switches::this_thread().since(before), cpus))
+                })
+                .map_err(|_| ())?;
+            let ra = a.join().map_err(|_| ())?;
+            if ra.is_err() {
+                // Let B see a turn it is waiting for never comes: it times out by itself.
+                b_thread.unpark();
             }
-            Mechanism::Channel => {
-                let (to_b, from_a) = mpsc::sync_channel::<u64>(0);
-                let (to_a, from_b) = mpsc::sync_channel::<u64>(0);
-                let b = std::thread::Builder::new()
-                    .spawn_scoped(s, move || {
-                        pin(pb);
-                        let mut cpus = Vec::with_capacity(n);
-                        let before = Switches::this_thread();
-                        for _ in 0..n {
-                            let v = from_a
-                                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                                .map_err(|_| ())?;
-                            cpus.push(current_cpu() as i32);
-                            to_a.send(v + 1).map_err(|_| ())?;
+            let (sb, cb) = b.join().map_err(|_| ())??;
+            let (total, latencies_us, sa, ca) = ra?;
+            Ok(Exchange { total, latencies_us, switches: sa + sb, same_cpu_share: share_same(&ca, &cb) })
+        })
+    }
+
+    /// Two rendezvous channels, one each way.
+    fn channel(self) -> Result<Exchange, ()> {
+        let Trips { n, keep, pins, deadline, .. } = self;
+        let pin = Trips::pin;
+        let (pa, pb) = (pins.map(|p| p.0), pins.map(|p| p.1));
+        std::thread::scope(|s| {
+            let (to_b, from_a) = mpsc::sync_channel::<u64>(0);
+            let (to_a, from_b) = mpsc::sync_channel::<u64>(0);
+            let b = std::thread::Builder::new()
+                .spawn_scoped(s, move || {
+                    pin(pb);
+                    let mut cpus = Vec::with_capacity(n);
+                    let before = Switches::this_thread();
+                    for _ in 0..n {
+                        let v =
+                            from_a.recv_timeout(deadline.saturating_duration_since(Instant::now())).map_err(|_| ())?;
+                        cpus.push(current_cpu() as i32);
+                        to_a.send(v + 1).map_err(|_| ())?;
+                    }
+                    Ok::<_, ()>((Switches::this_thread().since(before), cpus))
+                })
+                .map_err(|_| ())?;
+            let a = std::thread::Builder::new()
+                .spawn_scoped(s, move || {
+                    pin(pa);
+                    let mut lat = Vec::with_capacity(n / keep as usize + 1);
+                    let mut cpus = Vec::with_capacity(n);
+                    let before = Switches::this_thread();
+                    let t0 = Instant::now();
+                    for i in 0..n as u64 {
+                        let t = Instant::now();
+                        to_b.send(i).map_err(|_| ())?;
+                        from_b.recv_timeout(deadline.saturating_duration_since(Instant::now())).map_err(|_| ())?;
+                        if i % keep == 0 {
+                            lat.push(t.elapsed().as_secs_f64() * 1e6);
                         }
-                        Ok::<_, ()>((Switches::this_thread().since(before), cpus))
-                    })
-                    .map_err(|_| ())?;
-                let a = std::thread::Builder::new()
-                    .spawn_scoped(s, move || {
-                        pin(pa);
-                        let mut lat = Vec::with_capacity(n / keep as usize + 1);
-                        let mut cpus = Vec::with_capacity(n);
-                        let before = Switches::this_thread();
-                        let t0 = Instant::now();
-                        for i in 0..n as u64 {
-                            let t = Instant::now();
-                            to_b.send(i).map_err(|_| ())?;
-                            from_b.recv_timeout(deadline.saturating_duration_since(Instant::now())).map_err(|_| ())?;
-                            if i % keep == 0 {
-                                lat.push(t.elapsed().as_secs_f64() * 1e6);
-                            }
-                            cpus.push(current_cpu() as i32);
-                        }
-                        Ok::<_, ()>((t0.elapsed(), lat, Switches::this_thread().since(before), cpus))
-                    })
-                    .map_err(|_| ())?;
-                // Dropping A's channel ends (when A returns) unblocks B; B's timeout ends it otherwise.
-                let ra = a.join().map_err(|_| ())?;
-                let (sb, cb) = b.join().map_err(|_| ())??;
-                let (total, latencies_us, sa, ca) = ra?;
-                Ok(Exchange { total, latencies_us, switches: sa + sb, same_cpu_share: share_same(&ca, &cb) })
-            }
-        }
-    })
+                        cpus.push(current_cpu() as i32);
+                    }
+                    Ok::<_, ()>((t0.elapsed(), lat, Switches::this_thread().since(before), cpus))
+                })
+                .map_err(|_| ())?;
+            // Dropping A's channel ends (when A returns) unblocks B; B's timeout ends it otherwise.
+            let ra = a.join().map_err(|_| ())?;
+            let (sb, cb) = b.join().map_err(|_| ())??;
+            let (total, latencies_us, sa, ca) = ra?;
+            Ok(Exchange { total, latencies_us, switches: sa + sb, same_cpu_share: share_same(&ca, &cb) })
+        })
+    }
 }
 
 /// Parks until `turn` reaches `want`; `Err` past `deadline`.

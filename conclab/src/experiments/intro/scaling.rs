@@ -191,34 +191,9 @@ impl ScalingReport {
     pub fn speedup(&self, method: &str, threads: usize) -> Option<f64> {
         self.rows.iter().find(|r| r.method == method && r.threads == threads).map(|r| r.speedup)
     }
-}
 
-impl ScalingReport {
-    fn row(&self, method: &str, threads: usize) -> Option<&ScalingRow> {
-        self.rows.iter().find(|r| r.method == method && r.threads == threads)
-    }
-}
-
-/// "At 4 threads, the rayon pool reached 1.9×, std::thread 1.6×", sure when their time
-/// quartiles separate.
-fn compare_speedups(t: usize, threads: &ScalingRow, rayon: &ScalingRow) -> Finding {
-    let text = format!(
-        "At {t} threads the rayon pool reached {}×, plain threads {}×",
-        fmt_num(rayon.speedup),
-        fmt_num(threads.speedup)
-    );
-    if (rayon.speedup / threads.speedup - 1.0).abs() < 0.05 {
-        Finding::note(format!("{text}: about equal"))
-    } else if separated(&threads.millis, &rayon.millis) {
-        Finding::clear(text)
-    } else {
-        Finding::unclear(text)
-    }
-}
-
-impl Report for ScalingReport {
-    fn findings(&self) -> Vec<Finding> {
-        let mut out = Vec::new();
+    /// The speedup with one thread per CPU against one thread.
+    fn speedup_finding(&self, out: &mut Vec<Finding>) {
         let one = self.row(THREADS, 1);
         // The largest count that still has a CPU per thread.
         let fit = self.params.threads.iter().copied().filter(|&t| t <= self.cores && t > 1).max();
@@ -240,6 +215,10 @@ impl Report for ScalingReport {
             );
             out.push(if separated(&one.millis, &t.millis) { Finding::clear(text) } else { Finding::unclear(text) });
         }
+    }
+
+    /// Whether more threads than CPUs added speed.
+    fn past_the_cpus_finding(&self, out: &mut Vec<Finding>) {
         // Past the CPU count: did more threads add speed? Best row within the CPUs
         // against the best row past them.
         let best_of = |within: bool| {
@@ -278,12 +257,10 @@ impl Report for ScalingReport {
                 )));
             }
         }
-        if let Some(max_t) = self.params.threads.iter().copied().max()
-            && max_t > 1
-            && let (Some(a), Some(b)) = (self.row(THREADS, max_t), self.row(RAYON, max_t))
-        {
-            out.push(compare_speedups(max_t, a, b));
-        }
+    }
+
+    /// The Amdahl and USL fits, or why there is none.
+    fn fit_findings(&self, out: &mut Vec<Finding>) {
         let above_one = self.params.threads.iter().filter(|&&t| t > 1 && t <= self.cores).count();
         match self.amdahl_p {
             Some(p) => out.push(Finding::note(format!(
@@ -319,6 +296,44 @@ impl Report for ScalingReport {
                 self.cores
             ))),
         }
+    }
+}
+
+impl ScalingReport {
+    fn row(&self, method: &str, threads: usize) -> Option<&ScalingRow> {
+        self.rows.iter().find(|r| r.method == method && r.threads == threads)
+    }
+}
+
+/// "At 4 threads, the rayon pool reached 1.9×, std::thread 1.6×", sure when their time
+/// quartiles separate.
+fn compare_speedups(t: usize, threads: &ScalingRow, rayon: &ScalingRow) -> Finding {
+    let text = format!(
+        "At {t} threads the rayon pool reached {}×, plain threads {}×",
+        fmt_num(rayon.speedup),
+        fmt_num(threads.speedup)
+    );
+    if (rayon.speedup / threads.speedup - 1.0).abs() < 0.05 {
+        Finding::note(format!("{text}: about equal"))
+    } else if separated(&threads.millis, &rayon.millis) {
+        Finding::clear(text)
+    } else {
+        Finding::unclear(text)
+    }
+}
+
+impl Report for ScalingReport {
+    fn findings(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        self.speedup_finding(&mut out);
+        self.past_the_cpus_finding(&mut out);
+        if let Some(max_t) = self.params.threads.iter().copied().max()
+            && max_t > 1
+            && let (Some(a), Some(b)) = (self.row(THREADS, max_t), self.row(RAYON, max_t))
+        {
+            out.push(compare_speedups(max_t, a, b));
+        }
+        self.fit_findings(&mut out);
         out.push(Finding::note(self.load.sentence()));
         out
     }
