@@ -82,14 +82,109 @@ pub fn lifecycle(p: &Lifecycle) -> Result<LifecycleReport, LabError> {
     p.validate()?;
     let probe = LoadProbe::start();
     let t0 = Instant::now();
-    let ms = |t: Instant| t.duration_since(t0).as_secs_f64() * 1e3;
     let every = Duration::from_millis(p.sample_ms);
     let before = thread_count();
-    let mut samples = vec![(0.0, before)];
-    let mut events = vec![LifeEvent { at_ms: 0.0, what: format!("start: {before} threads in this process") }];
+    let mut tl = Timeline::start(t0, every, before);
+    let detached = detached_part(p, &mut tl, before)?;
+    let scoped = scoped_part(p, &mut tl, before);
+    for _ in 0..3 {
+        tl.sample();
+        std::thread::sleep(every);
+    }
+    let after = thread_count();
+    tl.record(after);
+    tl.event(format!("end: {after} threads in this process"));
+    Ok(LifecycleReport {
+        params: p.clone(),
+        samples: tl.samples,
+        events: tl.events,
+        threads_before: before,
+        threads_after: after,
+        detached_name: detached.name,
+        detached_peak: detached.peak,
+        detached_lived_ms: detached.lived_ms,
+        exit_after_message_ms: detached.exit_after_message_ms,
+        scoped_peak: scoped.peak,
+        after_scope: scoped.after_scope,
+        load: probe.finish(),
+    })
+}
 
-    let (tx, rx) = mpsc::channel::<String>();
+/// The record of one run: thread-count samples and events, both timed in ms since `t0`,
+/// and the interval between two looks at the count.
+struct Timeline {
+    t0: Instant,
+    every: Duration,
+    samples: Vec<(f64, usize)>,
+    events: Vec<LifeEvent>,
+}
+
+impl Timeline {
+    /// A record that starts at `t0` with `before` threads in the process.
+    fn start(t0: Instant, every: Duration, before: usize) -> Timeline {
+        Timeline {
+            t0,
+            every,
+            samples: vec![(0.0, before)],
+            events: vec![LifeEvent { at_ms: 0.0, what: format!("start: {before} threads in this process") }],
+        }
+    }
+
+    /// Milliseconds since the start, now.
+    fn now_ms(&self) -> f64 {
+        Instant::now().duration_since(self.t0).as_secs_f64() * 1e3
+    }
+
+    /// Takes the time, then looks at the thread count, and records both.
+    fn sample(&mut self) {
+        let at = self.now_ms();
+        self.samples.push((at, thread_count()));
+    }
+
+    /// Records a count `n` already taken, at the time now.
+    fn record(&mut self, n: usize) {
+        let at = self.now_ms();
+        self.samples.push((at, n));
+    }
+
+    /// Records an event at the time now, and returns that time.
+    fn event(&mut self, what: impl Into<String>) -> f64 {
+        let at = self.now_ms();
+        self.events.push(LifeEvent { at_ms: at, what: what.into() });
+        at
+    }
+}
+
+/// What the detached thread's part of the run found (see [`LifecycleReport`]'s fields of
+/// the same names, `detached_` left off).
+struct Detached {
+    name: String,
+    peak: usize,
+    lived_ms: f64,
+    exit_after_message_ms: Option<f64>,
+}
+
+/// The detached part: spawns the thread, drops its handle, samples while it lives, waits
+/// (bounded) for its last message and then for the count to come back to `before`.
+fn detached_part(p: &Lifecycle, tl: &mut Timeline, before: usize) -> Result<Detached, LabError> {
     let work = Duration::from_millis(p.detached_ms);
+    let rx = spawn_detached(work)?;
+    let dropped_ms = tl.event("spawned 'detached-worker' and dropped its JoinHandle");
+    let name = await_goodbye(tl, &rx, p.detached_ms, work)?;
+    let peak = tl.samples.iter().map(|s| s.1).max().unwrap_or(before);
+    let message_ms = tl.event("the detached thread sent its last message");
+    let exit_after_message_ms = await_exit(tl, before, message_ms);
+    for _ in 0..3 {
+        std::thread::sleep(tl.every);
+        tl.sample();
+    }
+    Ok(Detached { name, peak, lived_ms: message_ms - dropped_ms, exit_after_message_ms })
+}
+
+/// Spawns the thread named `detached-worker`, which sleeps `work` and then sends its own
+/// name as the last thing it does, and drops its `JoinHandle`: nothing can join it any more.
+fn spawn_detached(work: Duration) -> Result<mpsc::Receiver<String>, LabError> {
+    let (tx, rx) = mpsc::channel::<String>();
     let handle = std::thread::Builder::new()
         .name("detached-worker".into())
         .spawn(move || {
@@ -99,14 +194,21 @@ pub fn lifecycle(p: &Lifecycle) -> Result<LifecycleReport, LabError> {
         })
         .map_err(|e| RunError::new("starting the detached thread", e))?;
     drop(handle); // detached: nothing can join it any more
-    let dropped_ms = ms(Instant::now());
-    events.push(LifeEvent { at_ms: dropped_ms, what: "spawned 'detached-worker' and dropped its JoinHandle".into() });
+    Ok(rx)
+}
 
-    // Sample while it lives; a goodbye or the deadline ends the wait.
+/// Samples the count while the detached thread lives; its goodbye (the name it sent) or the
+/// deadline, 5 s after its planned end, ends the wait — the latter as an error.
+fn await_goodbye(
+    tl: &mut Timeline,
+    rx: &mpsc::Receiver<String>,
+    detached_ms: u64,
+    work: Duration,
+) -> Result<String, LabError> {
     let deadline = Instant::now() + work + Duration::from_secs(5);
     let name = loop {
-        samples.push((ms(Instant::now()), thread_count()));
-        match rx.recv_timeout(every) {
+        tl.sample();
+        match rx.recv_timeout(tl.every) {
             Ok(name) => break Some(name),
             Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
             Err(_) => break None,
@@ -115,87 +217,81 @@ pub fn lifecycle(p: &Lifecycle) -> Result<LifecycleReport, LabError> {
     let Some(detached_name) = name else {
         return Err(RunError::new(
             "waiting for the detached thread",
-            format!("it sent no last message within {} ms of its planned end", p.detached_ms + 5_000),
+            format!("it sent no last message within {} ms of its planned end", detached_ms + 5_000),
         )
         .into());
     };
-    let message_ms = ms(Instant::now());
-    let detached_peak = samples.iter().map(|s| s.1).max().unwrap_or(before);
-    events.push(LifeEvent { at_ms: message_ms, what: "the detached thread sent its last message".into() });
-    // After its last message the thread still has to exit: wait until the count is back.
+    Ok(detached_name)
+}
+
+/// After its last message (at `message_ms`) the thread still has to exit: looks at the
+/// count every ms until it is back at `before` or 2 s have passed. How long after the
+/// message it was back (`None`: not within 2 s).
+fn await_exit(tl: &mut Timeline, before: usize, message_ms: f64) -> Option<f64> {
     let settle = Instant::now() + Duration::from_secs(2);
-    let mut exit_after_message_ms = None;
     loop {
         let n = thread_count();
-        samples.push((ms(Instant::now()), n));
+        tl.record(n);
         if n <= before || Instant::now() >= settle {
-            let now = ms(Instant::now());
-            if n <= before {
-                exit_after_message_ms = Some(now - message_ms);
-            }
-            events.push(LifeEvent { at_ms: now, what: format!("thread count back to {n}") });
-            break;
+            let now = tl.now_ms();
+            tl.events.push(LifeEvent { at_ms: now, what: format!("thread count back to {n}") });
+            return (n <= before).then_some(now - message_ms);
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    for _ in 0..3 {
-        std::thread::sleep(every);
-        samples.push((ms(Instant::now()), thread_count()));
-    }
+}
 
-    // Scoped threads: the scope cannot end before every one of them has.
+/// What the scoped part of the run found (see [`LifecycleReport`]'s `scoped_peak` and
+/// `after_scope`).
+struct Scoped {
+    peak: usize,
+    after_scope: usize,
+}
+
+/// The scoped part: `p.scoped` threads inside `thread::scope`, the count sampled while they
+/// work. The scope cannot end before every one of them has.
+fn scoped_part(p: &Lifecycle, tl: &mut Timeline, before: usize) -> Scoped {
     let scoped_work = Duration::from_millis(p.scoped_ms);
     let data: Vec<u64> = (0..p.scoped as u64).collect(); // borrowed by the scoped threads
-    events.push(LifeEvent { at_ms: ms(Instant::now()), what: format!("thread::scope starts {} threads", p.scoped) });
-    let scope_from = samples.len();
+    tl.event(format!("thread::scope starts {} threads", p.scoped));
+    let scope_from = tl.samples.len();
+    let every = tl.every;
     let spawned = std::thread::scope(|s| {
-        let mut n = 0;
-        for item in &data {
-            if std::thread::Builder::new()
-                .spawn_scoped(s, move || {
-                    std::thread::sleep(scoped_work);
-                    std::hint::black_box(item);
-                })
-                .is_ok()
-            {
-                n += 1;
-            }
-        }
+        let n = spawn_sleepers(s, &data, scoped_work);
         let until = Instant::now() + scoped_work;
         while Instant::now() < until {
-            samples.push((ms(Instant::now()), thread_count()));
+            tl.sample();
             std::thread::sleep(every);
         }
         n
     });
-    let scoped_peak = samples[scope_from..].iter().map(|s| s.1).max().unwrap_or(before);
+    let peak = tl.samples[scope_from..].iter().map(|s| s.1).max().unwrap_or(before);
     let after_scope = thread_count();
-    samples.push((ms(Instant::now()), after_scope));
-    events.push(LifeEvent {
-        at_ms: ms(Instant::now()),
-        what: format!("thread::scope returned: all {spawned} scoped threads joined"),
-    });
-    for _ in 0..3 {
-        samples.push((ms(Instant::now()), thread_count()));
-        std::thread::sleep(every);
+    tl.record(after_scope);
+    tl.event(format!("thread::scope returned: all {spawned} scoped threads joined"));
+    Scoped { peak, after_scope }
+}
+
+/// Spawns one scoped thread per item of `data`, each sleeping `work` with its item
+/// borrowed; how many of them started.
+fn spawn_sleepers<'scope, 'env>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    data: &'env [u64],
+    work: Duration,
+) -> usize {
+    let mut n = 0;
+    for item in data {
+        if std::thread::Builder::new()
+            .spawn_scoped(s, move || {
+                std::thread::sleep(work);
+                std::hint::black_box(item);
+            })
+            .is_ok()
+        {
+            n += 1;
+        }
     }
-    let after = thread_count();
-    samples.push((ms(Instant::now()), after));
-    events.push(LifeEvent { at_ms: ms(Instant::now()), what: format!("end: {after} threads in this process") });
-    Ok(LifecycleReport {
-        params: p.clone(),
-        samples,
-        events,
-        threads_before: before,
-        threads_after: after,
-        detached_name,
-        detached_peak,
-        detached_lived_ms: message_ms - dropped_ms,
-        exit_after_message_ms,
-        scoped_peak,
-        after_scope,
-        load: probe.finish(),
-    })
+    n
 }
 
 impl Report for LifecycleReport {
