@@ -131,110 +131,185 @@ pub fn lock_strategies(p: &LockStrategies) -> Result<LockStrategiesReport, LabEr
     p.validate()?;
     let probe = LoadProbe::start();
     let mut progress = Progress::new("lock-strategies", p.strategies.len() * p.threads.len());
-    let d = Duration::from_millis(p.duration_ms);
-    let timeout = Duration::from_millis(p.timeout_ms);
-    let n = p.accounts as u64;
     let mut rows = Vec::new();
     for strategy in LockStrategy::ALL.iter().copied().filter(|s| p.strategies.contains(s)) {
         for &t in &p.threads {
-            let (mut kt, mut done, mut retries, mut timeouts, mut conserved) = (Vec::new(), 0u64, 0u64, 0u64, true);
-            for sample in 0..p.samples {
-                let accounts: Vec<parking_lot::Mutex<i64>> =
-                    (0..p.accounts).map(|_| parking_lot::Mutex::new(1000)).collect();
-                let global = parking_lot::Mutex::new(vec![1000i64; p.accounts]);
-                let (retry, tout) = (AtomicU64::new(0), AtomicU64::new(0));
-                let body = |i: usize, stop: &AtomicBool| -> u64 {
-                    let mut rng = Rng::new((sample * 1000 + i) as u64 + 1);
-                    let (mut ops, mut my_retries, mut my_timeouts) = (0u64, 0u64, 0u64);
-                    while !stop.load(Ordering::Relaxed) {
-                        let from = rng.below(n) as usize;
-                        let to = (from + 1 + rng.below(n - 1) as usize) % p.accounts;
-                        let moved = match strategy {
-                            LockStrategy::Naive => {
-                                let Some(mut a) = accounts[from].try_lock_for(timeout) else {
-                                    my_timeouts += 1;
-                                    continue;
-                                };
-                                match accounts[to].try_lock_for(timeout) {
-                                    Some(mut b) => {
-                                        *a -= 1;
-                                        *b += 1;
-                                        busy(p.work_inside, ops);
-                                        true
-                                    }
-                                    None => {
-                                        my_timeouts += 1;
-                                        false
-                                    }
-                                }
-                            }
-                            LockStrategy::Ordered => {
-                                let (lo, hi) = (from.min(to), from.max(to));
-                                let mut a = accounts[lo].lock();
-                                let mut b = accounts[hi].lock();
-                                let (src, dst) = if from == lo { (&mut *a, &mut *b) } else { (&mut *b, &mut *a) };
-                                *src -= 1;
-                                *dst += 1;
-                                busy(p.work_inside, ops);
-                                true
-                            }
-                            LockStrategy::Backoff => {
-                                let backoff = Backoff::new();
-                                loop {
-                                    let mut a = accounts[from].lock();
-                                    if let Some(mut b) = accounts[to].try_lock() {
-                                        *a -= 1;
-                                        *b += 1;
-                                        busy(p.work_inside, ops);
-                                        break true;
-                                    }
-                                    drop(a);
-                                    my_retries += 1;
-                                    if stop.load(Ordering::Relaxed) {
-                                        break false;
-                                    }
-                                    backoff.snooze();
-                                }
-                            }
-                            LockStrategy::OneLock => {
-                                let mut all = global.lock();
-                                all[from] -= 1;
-                                all[to] += 1;
-                                busy(p.work_inside, ops);
-                                true
-                            }
-                        };
-                        ops += u64::from(moved);
-                    }
-                    retry.fetch_add(my_retries, Ordering::Relaxed);
-                    tout.fetch_add(my_timeouts, Ordering::Relaxed);
-                    ops
-                };
-                let run = run_for(t, d, body).map_err(threads_error(t))?;
-                let sum: i64 = match strategy {
-                    LockStrategy::OneLock => global.lock().iter().sum(),
-                    LockStrategy::Naive | LockStrategy::Ordered | LockStrategy::Backoff => {
-                        accounts.iter().map(|a| *a.lock()).sum()
-                    }
-                };
-                conserved &= sum == 1000 * p.accounts as i64;
-                kt.push(run.mops() * 1e3);
-                done += run.ops.iter().sum::<u64>();
-                retries += retry.load(Ordering::Relaxed);
-                timeouts += tout.load(Ordering::Relaxed);
-            }
-            rows.push(StrategyRow {
-                strategy,
-                threads: t,
-                ktransfers: Stats::of(&kt),
-                retries_per_transfer: retries as f64 / done.max(1) as f64,
-                timeouts,
-                conserved,
-            });
+            rows.push(measure(p, strategy, t)?);
             progress.step()?;
         }
     }
     Ok(LockStrategiesReport { params: p.clone(), rows, load: probe.finish() })
+}
+
+/// All of `p.samples` samples of `strategy` with `t` threads, summed up in one row.
+fn measure(p: &LockStrategies, strategy: LockStrategy, t: usize) -> Result<StrategyRow, LabError> {
+    let (mut kt, mut done, mut retries, mut timeouts, mut conserved) = (Vec::new(), 0u64, 0u64, 0u64, true);
+    for sample in 0..p.samples {
+        let s = run_sample(p, strategy, t, sample)?;
+        conserved &= s.conserved;
+        kt.push(s.ktransfers);
+        done += s.done;
+        retries += s.retries;
+        timeouts += s.timeouts;
+    }
+    Ok(StrategyRow {
+        strategy,
+        threads: t,
+        ktransfers: Stats::of(&kt),
+        retries_per_transfer: retries as f64 / done.max(1) as f64,
+        timeouts,
+        conserved,
+    })
+}
+
+/// What one sample measured.
+struct Sample {
+    /// Completed transfers per second, thousands, all threads.
+    ktransfers: f64,
+    /// Completed transfers, all threads.
+    done: u64,
+    /// Failed second-lock attempts that were retried.
+    retries: u64,
+    /// Waits that hit the timeout.
+    timeouts: u64,
+    /// Whether the sum of balances came out unchanged.
+    conserved: bool,
+}
+
+/// One sample: `t` threads transfer between fresh accounts for `duration_ms`; all of
+/// them are joined (by `run_for`) before the balances are summed.
+fn run_sample(p: &LockStrategies, strategy: LockStrategy, t: usize, sample: usize) -> Result<Sample, LabError> {
+    let bank = Bank::new(p);
+    let body = |i: usize, stop: &AtomicBool| -> u64 { bank.worker(strategy, (sample * 1000 + i) as u64 + 1, stop) };
+    let run = run_for(t, Duration::from_millis(p.duration_ms), body).map_err(threads_error(t))?;
+    Ok(Sample {
+        conserved: bank.sum(strategy) == 1000 * p.accounts as i64,
+        ktransfers: run.mops() * 1e3,
+        done: run.ops.iter().sum::<u64>(),
+        retries: bank.retries.load(Ordering::Relaxed),
+        timeouts: bank.timeouts.load(Ordering::Relaxed),
+    })
+}
+
+/// One sample's accounts, each starting at 1000: behind one lock each, and (for
+/// "one_lock") all behind a single lock; with the work done holding the locks, the timeout
+/// of "naive", and the retries and timeouts all threads counted.
+struct Bank {
+    accounts: Vec<parking_lot::Mutex<i64>>,
+    global: parking_lot::Mutex<Vec<i64>>,
+    work_inside: u64,
+    timeout: Duration,
+    retries: AtomicU64,
+    timeouts: AtomicU64,
+}
+
+impl Bank {
+    /// Fresh accounts as `p` asks for them.
+    fn new(p: &LockStrategies) -> Bank {
+        Bank {
+            accounts: (0..p.accounts).map(|_| parking_lot::Mutex::new(1000)).collect(),
+            global: parking_lot::Mutex::new(vec![1000i64; p.accounts]),
+            work_inside: p.work_inside,
+            timeout: Duration::from_millis(p.timeout_ms),
+            retries: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+        }
+    }
+
+    /// One thread's loop: transfers between random accounts (seeded with `seed`) until
+    /// `stop`; adds its retries and timeouts to the bank's and returns its transfers.
+    fn worker(&self, strategy: LockStrategy, seed: u64, stop: &AtomicBool) -> u64 {
+        let n = self.accounts.len() as u64;
+        let mut rng = Rng::new(seed);
+        let (mut ops, mut my_retries, mut my_timeouts) = (0u64, 0u64, 0u64);
+        while !stop.load(Ordering::Relaxed) {
+            let from = rng.below(n) as usize;
+            let to = (from + 1 + rng.below(n - 1) as usize) % self.accounts.len();
+            let moved = match strategy {
+                LockStrategy::Naive => self.naive(from, to, ops, &mut my_timeouts),
+                LockStrategy::Ordered => self.ordered(from, to, ops),
+                LockStrategy::Backoff => self.backoff(from, to, ops, stop, &mut my_retries),
+                LockStrategy::OneLock => self.one_lock(from, to, ops),
+            };
+            ops += u64::from(moved);
+        }
+        self.retries.fetch_add(my_retries, Ordering::Relaxed);
+        self.timeouts.fetch_add(my_timeouts, Ordering::Relaxed);
+        ops
+    }
+
+    /// "naive": `from` then `to`, each wait bounded by the timeout; a wait that hits it
+    /// counts in `timeouts` and the transfer is dropped (its locks released).
+    fn naive(&self, from: usize, to: usize, ops: u64, timeouts: &mut u64) -> bool {
+        let Some(mut a) = self.accounts[from].try_lock_for(self.timeout) else {
+            *timeouts += 1;
+            return false;
+        };
+        match self.accounts[to].try_lock_for(self.timeout) {
+            Some(mut b) => {
+                *a -= 1;
+                *b += 1;
+                busy(self.work_inside, ops);
+                true
+            }
+            None => {
+                *timeouts += 1;
+                false
+            }
+        }
+    }
+
+    /// "ordered": the lower-numbered account's lock first.
+    fn ordered(&self, from: usize, to: usize, ops: u64) -> bool {
+        let (lo, hi) = (from.min(to), from.max(to));
+        let mut a = self.accounts[lo].lock();
+        let mut b = self.accounts[hi].lock();
+        let (src, dst) = if from == lo { (&mut *a, &mut *b) } else { (&mut *b, &mut *a) };
+        *src -= 1;
+        *dst += 1;
+        busy(self.work_inside, ops);
+        true
+    }
+
+    /// "backoff": lock `from`, `try_lock` `to`; on failure release both, count a retry in
+    /// `retries` and snooze — or give up once `stop` is set.
+    fn backoff(&self, from: usize, to: usize, ops: u64, stop: &AtomicBool, retries: &mut u64) -> bool {
+        let backoff = Backoff::new();
+        loop {
+            let mut a = self.accounts[from].lock();
+            if let Some(mut b) = self.accounts[to].try_lock() {
+                *a -= 1;
+                *b += 1;
+                busy(self.work_inside, ops);
+                break true;
+            }
+            drop(a);
+            *retries += 1;
+            if stop.load(Ordering::Relaxed) {
+                break false;
+            }
+            backoff.snooze();
+        }
+    }
+
+    /// "one_lock": the one mutex around all accounts.
+    fn one_lock(&self, from: usize, to: usize, ops: u64) -> bool {
+        let mut all = self.global.lock();
+        all[from] -= 1;
+        all[to] += 1;
+        busy(self.work_inside, ops);
+        true
+    }
+
+    /// The sum of the balances `strategy` moved money between.
+    fn sum(&self, strategy: LockStrategy) -> i64 {
+        match strategy {
+            LockStrategy::OneLock => self.global.lock().iter().sum(),
+            LockStrategy::Naive | LockStrategy::Ordered | LockStrategy::Backoff => {
+                self.accounts.iter().map(|a| *a.lock()).sum()
+            }
+        }
+    }
 }
 
 impl LockStrategiesReport {
