@@ -47,49 +47,9 @@ const TICKET: &str = "ticket lock";
 pub fn check_ticket_lock<L: TicketLock>() -> Verdict {
     let threads = crate::lab::cores().clamp(2, 4);
     let rounds: u64 = 20_000;
-    let lock = L::default();
-    let counter = AtomicU64::new(0); // read-then-write inside: loses updates if unprotected
-    let inside = AtomicUsize::new(0);
-    let overlap = AtomicBool::new(false);
-    let out_of_order = AtomicU64::new(u64::MAX); // the first ticket served out of turn
-    let entries = AtomicU64::new(0);
-    let stuck = AtomicBool::new(false);
+    let check = TicketCheck::<L>::new();
     let t0 = Instant::now();
-    let run = run_together(
-        threads,
-        |_| Ok(()),
-        |_| {
-            for _ in 0..rounds {
-                if stuck.load(Ordering::Relaxed) {
-                    return;
-                }
-                let ticket = lock.take_ticket();
-                let deadline = Instant::now() + Duration::from_secs(2);
-                if spin_until(deadline, || stuck.load(Ordering::Relaxed) || lock.now_serving() == ticket).is_err() {
-                    stuck.store(true, Ordering::Relaxed);
-                    return;
-                }
-                if stuck.load(Ordering::Relaxed) {
-                    return;
-                }
-                // The critical section.
-                if inside.fetch_add(1, Ordering::AcqRel) != 0 {
-                    overlap.store(true, Ordering::Relaxed);
-                }
-                let k = entries.fetch_add(1, Ordering::Relaxed);
-                if u64::from(ticket) != k % (1 << 32) {
-                    let _ = out_of_order.compare_exchange(u64::MAX, k, Ordering::Relaxed, Ordering::Relaxed);
-                }
-                let v = counter.load(Ordering::Relaxed);
-                for i in 0..20 {
-                    std::hint::black_box(i);
-                }
-                counter.store(v + 1, Ordering::Relaxed);
-                inside.fetch_sub(1, Ordering::AcqRel);
-                lock.done_serving(ticket);
-            }
-        },
-    );
+    let run = run_together(threads, |_| Ok(()), |_| check.enter_and_leave(rounds));
     let ms = t0.elapsed().as_secs_f64() * 1e3;
     if let Err(e) = run {
         return Verdict::not_yet(
@@ -99,54 +59,137 @@ pub fn check_ticket_lock<L: TicketLock>() -> Verdict {
         );
     }
     let want = threads as u64 * rounds;
-    let got = counter.load(Ordering::Relaxed);
-    if overlap.load(Ordering::Relaxed) {
-        return Verdict::not_yet(
-            TICKET,
-            format!("two threads were inside at the same time; the counter reached {} of {}", group(got), group(want)),
-            "two threads got the same ticket: take_ticket must read and increment in one atomic step (fetch_add)",
-        );
-    }
-    if stuck.load(Ordering::Relaxed) {
-        return Verdict::not_yet(
+    check.fault(want).unwrap_or_else(|| {
+        Verdict::pass(
             TICKET,
             format!(
-                "a thread waited over 2 s for its ticket to come up, after {} of {} entries",
-                group(entries.load(Ordering::Relaxed)),
-                group(want)
+                "{threads} threads × {} entries in {} ms: never two inside at once, every ticket served in order, \
+                 no update lost. (x86 cannot show a missing Acquire/Release: check that now_serving loads with \
+                 Acquire and done_serving stores with Release.)",
+                group(rounds),
+                crate::lab::fmt_num(ms)
             ),
-            "does done_serving move now_serving on to the next ticket (ticket + 1), and does take_ticket \
-             increment the ticket counter?",
-        );
+        )
+    })
+}
+
+/// The reader's lock under test and what the checker's threads saw while they used it.
+struct TicketCheck<L> {
+    lock: L,
+    /// Read-then-write inside: loses updates if unprotected.
+    counter: AtomicU64,
+    /// Threads inside the critical section right now.
+    inside: AtomicUsize,
+    /// Whether two threads were ever inside at once.
+    overlap: AtomicBool,
+    /// The first entry whose ticket was served out of turn (`u64::MAX`: none).
+    out_of_order: AtomicU64,
+    /// Entries so far, all threads.
+    entries: AtomicU64,
+    /// Whether a thread gave up waiting for its ticket (all the others then stop too).
+    stuck: AtomicBool,
+}
+
+impl<L: TicketLock> TicketCheck<L> {
+    /// A fresh lock, nothing seen yet.
+    fn new() -> Self {
+        TicketCheck {
+            lock: L::default(),
+            counter: AtomicU64::new(0),
+            inside: AtomicUsize::new(0),
+            overlap: AtomicBool::new(false),
+            out_of_order: AtomicU64::new(u64::MAX),
+            entries: AtomicU64::new(0),
+            stuck: AtomicBool::new(false),
+        }
     }
-    let first_bad = out_of_order.load(Ordering::Relaxed);
-    if first_bad != u64::MAX {
-        return Verdict::not_yet(
-            TICKET,
-            format!(
-                "entry number {} held a ticket other than {first_bad}: tickets were not served in order",
-                group(first_bad)
-            ),
-            "tickets must be handed out 0, 1, 2, … (fetch_add(1) from 0), and served in that order",
-        );
+
+    /// One thread's work: `rounds` times take a ticket, wait (2 s at most) until it is
+    /// served, run the critical section and leave. Stops early once any thread is stuck.
+    fn enter_and_leave(&self, rounds: u64) {
+        for _ in 0..rounds {
+            if self.stuck.load(Ordering::Relaxed) {
+                return;
+            }
+            let ticket = self.lock.take_ticket();
+            let deadline = Instant::now() + Duration::from_secs(2);
+            if spin_until(deadline, || self.stuck.load(Ordering::Relaxed) || self.lock.now_serving() == ticket).is_err()
+            {
+                self.stuck.store(true, Ordering::Relaxed);
+                return;
+            }
+            if self.stuck.load(Ordering::Relaxed) {
+                return;
+            }
+            self.critical_section(ticket);
+            self.lock.done_serving(ticket);
+        }
     }
-    if got != want {
-        return Verdict::not_yet(
-            TICKET,
-            format!("the counter reached {} of {}", group(got), group(want)),
-            "a write inside the lock was lost: use Acquire in now_serving and Release in done_serving",
-        );
+
+    /// Inside the lock: notes an overlap or a ticket out of turn, and increments the
+    /// counter with a plain read-then-write.
+    fn critical_section(&self, ticket: u32) {
+        if self.inside.fetch_add(1, Ordering::AcqRel) != 0 {
+            self.overlap.store(true, Ordering::Relaxed);
+        }
+        let k = self.entries.fetch_add(1, Ordering::Relaxed);
+        if u64::from(ticket) != k % (1 << 32) {
+            let _ = self.out_of_order.compare_exchange(u64::MAX, k, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        let v = self.counter.load(Ordering::Relaxed);
+        for i in 0..20 {
+            std::hint::black_box(i);
+        }
+        self.counter.store(v + 1, Ordering::Relaxed);
+        self.inside.fetch_sub(1, Ordering::AcqRel);
     }
-    Verdict::pass(
-        TICKET,
-        format!(
-            "{threads} threads × {} entries in {} ms: never two inside at once, every ticket served in order, no \
-             update lost. (x86 cannot show a missing Acquire/Release: check that now_serving loads with Acquire \
-             and done_serving stores with Release.)",
-            group(rounds),
-            crate::lab::fmt_num(ms)
-        ),
-    )
+
+    /// After all threads were joined: the first fault found, as a verdict with its hint
+    /// (`None`: none, the counter reached `want`).
+    fn fault(&self, want: u64) -> Option<Verdict> {
+        let got = self.counter.load(Ordering::Relaxed);
+        if self.overlap.load(Ordering::Relaxed) {
+            return Some(Verdict::not_yet(
+                TICKET,
+                format!(
+                    "two threads were inside at the same time; the counter reached {} of {}",
+                    group(got),
+                    group(want)
+                ),
+                "two threads got the same ticket: take_ticket must read and increment in one atomic step (fetch_add)",
+            ));
+        }
+        if self.stuck.load(Ordering::Relaxed) {
+            return Some(Verdict::not_yet(
+                TICKET,
+                format!(
+                    "a thread waited over 2 s for its ticket to come up, after {} of {} entries",
+                    group(self.entries.load(Ordering::Relaxed)),
+                    group(want)
+                ),
+                "does done_serving move now_serving on to the next ticket (ticket + 1), and does take_ticket \
+                 increment the ticket counter?",
+            ));
+        }
+        let first_bad = self.out_of_order.load(Ordering::Relaxed);
+        if first_bad != u64::MAX {
+            return Some(Verdict::not_yet(
+                TICKET,
+                format!(
+                    "entry number {} held a ticket other than {first_bad}: tickets were not served in order",
+                    group(first_bad)
+                ),
+                "tickets must be handed out 0, 1, 2, … (fetch_add(1) from 0), and served in that order",
+            ));
+        }
+        (got != want).then(|| {
+            Verdict::not_yet(
+                TICKET,
+                format!("the counter reached {} of {}", group(got), group(want)),
+                "a write inside the lock was lost: use Acquire in now_serving and Release in done_serving",
+            )
+        })
+    }
 }
 
 // ------------------------------------------------------------------ lock order
