@@ -100,6 +100,19 @@ struct Shared {
 }
 
 impl Shared {
+    /// Both accounts at 100, nothing held or waited for, the clock started now.
+    fn new() -> Shared {
+        Shared {
+            t0: Instant::now(),
+            locks: [parking_lot::Mutex::new(100), parking_lot::Mutex::new(100)],
+            graph: Mutex::new(WaitForGraph::default()),
+            abort: [AtomicBool::new(false), AtomicBool::new(false)],
+            spans: Mutex::new(Vec::new()),
+            timeouts: AtomicUsize::new(0),
+            waiting_since: Mutex::new([0.0; 2]),
+        }
+    }
+
     fn ms(&self) -> f64 {
         self.t0.elapsed().as_secs_f64() * 1e3
     }
@@ -204,84 +217,15 @@ pub fn deadlock(p: &Deadlock) -> Result<DeadlockReport, LabError> {
     p.validate()?;
     let probe = LoadProbe::start();
     let before = thread_count() as i64;
-    let sh = Shared {
-        t0: Instant::now(),
-        locks: [parking_lot::Mutex::new(100), parking_lot::Mutex::new(100)],
-        graph: Mutex::new(WaitForGraph::default()),
-        abort: [AtomicBool::new(false), AtomicBool::new(false)],
-        spans: Mutex::new(Vec::new()),
-        timeouts: AtomicUsize::new(0),
-        waiting_since: Mutex::new([0.0; 2]),
-    };
-    let mut cycle = None;
-    let mut detected_ms = None;
-    let mut victim = None;
-    let mut detections = 0;
-    let outcomes = std::thread::scope(|s| {
-        let mut handles = Vec::new();
-        for (me, name) in THREADS.iter().enumerate() {
-            let sh = &sh;
-            let h = std::thread::Builder::new().name(name.to_string()).spawn_scoped(s, move || sh.transfer(me, p));
-            match h {
-                Ok(h) => handles.push(h),
-                Err(e) => return Err(format!("the OS refused a thread ({e})")),
-            }
-        }
-        // Detector: a bounded loop; the threads end by themselves (their waits are timed).
-        let deadline = Instant::now() + Duration::from_millis(p.give_up_ms * 12 + p.hold_ms * 40 + 2000);
-        let mut last_cycle: Option<Vec<WaitEdge>> = None;
-        while !handles.iter().all(|h| h.is_finished()) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(p.check_ms));
-            if !p.detector {
-                continue;
-            }
-            let found = sh.graph().find_cycle();
-            if let Some(c) = &found
-                && last_cycle.as_ref() != Some(c)
-            {
-                detections += 1;
-                // The victim: the thread whose wait closed the cycle (the last to start waiting).
-                let since = *sh.waiting_since.lock().unwrap_or_else(|e| e.into_inner());
-                let started = |e: &WaitEdge| THREADS.iter().position(|t| *t == e.thread).map_or(0.0, |i| since[i]);
-                let v = c
-                    .iter()
-                    .max_by(|a, b| started(a).total_cmp(&started(b)))
-                    .map(|e| e.thread.clone())
-                    .unwrap_or_default();
-                if let Some(i) = THREADS.iter().position(|t| *t == v) {
-                    sh.abort[i].store(true, Ordering::Release);
-                }
-                if cycle.is_none() {
-                    cycle = Some(c.clone());
-                    detected_ms = Some(sh.ms());
-                    victim = Some(v);
-                }
-            }
-            last_cycle = found;
-        }
-        let mut outcomes = Vec::new();
-        for (me, h) in handles.into_iter().enumerate() {
-            let o = h.join().unwrap_or_else(|_| "panicked".into());
-            outcomes.push((THREADS[me].to_string(), o));
-        }
-        Ok(outcomes)
-    })
-    .map_err(|e| RunError::new("starting the two locking threads", e))?;
+    let sh = Shared::new();
+    let mut detector = Detector::default();
+    let outcomes =
+        run_and_watch(&sh, p, &mut detector).map_err(|e| RunError::new("starting the two locking threads", e))?;
     let total_ms = sh.ms();
     let mut spans = sh.spans.into_inner().unwrap_or_else(|e| e.into_inner());
     spans.sort_by(|a, b| a.thread.cmp(&b.thread).then(a.start_ms.total_cmp(&b.start_ms)));
-    let cycle_closed_ms = cycle.as_ref().and_then(|_| {
-        // The first waits for the second lock of each thread; the cycle closed at the later start.
-        let second = |t: usize| {
-            spans
-                .iter()
-                .filter(|s| s.thread == THREADS[t] && s.what == format!("waits for {}", LOCKS[1 - t]))
-                .map(|s| s.start_ms)
-                .fold(f64::INFINITY, f64::min)
-        };
-        let c = second(0).max(second(1));
-        c.is_finite().then_some(c)
-    });
+    let Detector { cycle, detected_ms, victim, detections, .. } = detector;
+    let cycle_closed_ms = cycle.as_ref().and_then(|_| cycle_closed_at(&spans));
     let balances = [sh.locks[0].lock().to_owned(), sh.locks[1].lock().to_owned()];
     Ok(DeadlockReport {
         params: p.clone(),
@@ -299,6 +243,95 @@ pub fn deadlock(p: &Deadlock) -> Result<DeadlockReport, LabError> {
         threads_left_behind: thread_count() as i64 - before,
         load: probe.finish(),
     })
+}
+
+/// Starts the two locking threads, runs the detector on this thread until both have
+/// finished (or a deadline well past their own timeouts), and joins them: what each
+/// thread finally did, or why they could not be started (the scope joins any started).
+fn run_and_watch(sh: &Shared, p: &Deadlock, detector: &mut Detector) -> Result<Vec<(String, String)>, String> {
+    std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        for (me, name) in THREADS.iter().enumerate() {
+            let h = std::thread::Builder::new().name(name.to_string()).spawn_scoped(s, move || sh.transfer(me, p));
+            match h {
+                Ok(h) => handles.push(h),
+                Err(e) => return Err(format!("the OS refused a thread ({e})")),
+            }
+        }
+        // Detector: a bounded loop; the threads end by themselves (their waits are timed).
+        let deadline = Instant::now() + Duration::from_millis(p.give_up_ms * 12 + p.hold_ms * 40 + 2000);
+        while !handles.iter().all(|h| h.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(p.check_ms));
+            if p.detector {
+                detector.look(sh);
+            }
+        }
+        let mut outcomes = Vec::new();
+        for (me, h) in handles.into_iter().enumerate() {
+            let o = h.join().unwrap_or_else(|_| "panicked".into());
+            outcomes.push((THREADS[me].to_string(), o));
+        }
+        Ok(outcomes)
+    })
+}
+
+/// What the detector has seen so far.
+#[derive(Default)]
+struct Detector {
+    /// The first cycle found.
+    cycle: Option<Vec<WaitEdge>>,
+    /// When the first cycle was found, ms since start.
+    detected_ms: Option<f64>,
+    /// The thread told to back off from the first cycle.
+    victim: Option<String>,
+    /// Cycles found: a cycle counts again only once it differs from the last look's.
+    detections: usize,
+    /// The cycle seen at the last look.
+    last_cycle: Option<Vec<WaitEdge>>,
+}
+
+impl Detector {
+    /// One look at the wait-for graph: a cycle other than the last look's is counted and
+    /// its victim told to back off; the first cycle, its time and victim are kept.
+    fn look(&mut self, sh: &Shared) {
+        let found = sh.graph().find_cycle();
+        if let Some(c) = &found
+            && self.last_cycle.as_ref() != Some(c)
+        {
+            self.detections += 1;
+            let v = victim(sh, c);
+            if let Some(i) = THREADS.iter().position(|t| *t == v) {
+                sh.abort[i].store(true, Ordering::Release);
+            }
+            if self.cycle.is_none() {
+                self.cycle = Some(c.clone());
+                self.detected_ms = Some(sh.ms());
+                self.victim = Some(v);
+            }
+        }
+        self.last_cycle = found;
+    }
+}
+
+/// The victim of cycle `c`: the thread whose wait closed it (the last to start waiting).
+fn victim(sh: &Shared, c: &[WaitEdge]) -> String {
+    let since = *sh.waiting_since.lock().unwrap_or_else(|e| e.into_inner());
+    let started = |e: &WaitEdge| THREADS.iter().position(|t| *t == e.thread).map_or(0.0, |i| since[i]);
+    c.iter().max_by(|a, b| started(a).total_cmp(&started(b))).map(|e| e.thread.clone()).unwrap_or_default()
+}
+
+/// When the cycle closed: the later of the two threads' first waits for their second lock
+/// to start (`None`: a thread never waited for its second lock).
+fn cycle_closed_at(spans: &[LockSpan]) -> Option<f64> {
+    let second = |t: usize| {
+        spans
+            .iter()
+            .filter(|s| s.thread == THREADS[t] && s.what == format!("waits for {}", LOCKS[1 - t]))
+            .map(|s| s.start_ms)
+            .fold(f64::INFINITY, f64::min)
+    };
+    let c = second(0).max(second(1));
+    c.is_finite().then_some(c)
 }
 
 impl DeadlockReport {
