@@ -137,91 +137,12 @@ pub fn philosophers(p: &Philosophers) -> Result<PhilosophersReport, LabError> {
     p.validate()?;
     let probe = LoadProbe::start();
     let n = p.philosophers;
-    let one_fork = Mutex::new(OneFork::default());
-    // When the last meal ended (µs since the start) and the longest gap between two.
-    let (last_meal_us, max_gap_us) = (AtomicU64::new(0), AtomicU64::new(0));
-    let forks: Vec<parking_lot::Mutex<()>> = (0..n).map(|_| parking_lot::Mutex::new(())).collect();
-    let meals: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
-    let stop = AtomicBool::new(false);
-    let timeout = Duration::from_millis(p.timeout_ms);
-    let every = Duration::from_millis(p.sample_ms);
-    let t0 = Instant::now();
-    let strategy = p.strategy;
-    let result = std::thread::scope(|s| {
-        let mut handles = Vec::new();
-        for i in 0..n {
-            let (forks, meals, stop, one_fork) = (&forks, &meals, &stop, &one_fork);
-            let (last_meal_us, max_gap_us) = (&last_meal_us, &max_gap_us);
-            let now_ms = move || t0.elapsed().as_secs_f64() * 1e3;
-            let h = std::thread::Builder::new().name(format!("philosopher-{i}")).spawn_scoped(s, move || {
-                let (left, right) = (i, (i + 1) % n);
-                let (first, second) = match strategy {
-                    ForkOrder::Ordered => (left.min(right), left.max(right)),
-                    ForkOrder::Naive => (left, right),
-                };
-                let mut rng = Rng::new(i as u64 + 11);
-                let mut d = Diner { meals: 0, gave_up: 0, longest_wait_ms: 0.0 };
-                let pause = |us: u64| std::thread::sleep(Duration::from_micros(us));
-                while !stop.load(Ordering::Relaxed) {
-                    pause(p.think_us / 2 + rng.below(p.think_us + 1)); // think
-                    let hungry = Instant::now();
-                    let Some(a) = forks[first].try_lock_for(timeout) else {
-                        d.gave_up += 1;
-                        continue;
-                    };
-                    OneFork::change(one_fork, n, true, now_ms());
-                    pause(p.reach_us);
-                    let Some(b) = forks[second].try_lock_for(timeout) else {
-                        d.gave_up += 1;
-                        OneFork::change(one_fork, n, false, now_ms());
-                        drop(a); // put the first fork back, think, try again
-                        continue;
-                    };
-                    OneFork::change(one_fork, n, false, now_ms());
-                    d.longest_wait_ms = d.longest_wait_ms.max(hungry.elapsed().as_secs_f64() * 1e3);
-                    pause(p.eat_us); // eat
-                    meals[i].fetch_add(1, Ordering::Relaxed);
-                    let now = t0.elapsed().as_micros() as u64;
-                    let before = last_meal_us.fetch_max(now, Ordering::AcqRel);
-                    max_gap_us.fetch_max(now.saturating_sub(before), Ordering::AcqRel);
-                    drop(b);
-                    drop(a);
-                }
-                d.meals = meals[i].load(Ordering::Relaxed);
-                d
-            });
-            match h {
-                Ok(h) => handles.push(h),
-                Err(e) => {
-                    stop.store(true, Ordering::Relaxed);
-                    return Err(format!("the OS refused a thread ({e})"));
-                }
-            }
-        }
-        let (mut times, mut counts) = (Vec::new(), vec![Vec::new(); n]);
-        let end = t0 + Duration::from_millis(p.duration_ms);
-        loop {
-            times.push(t0.elapsed().as_secs_f64() * 1e3);
-            for (i, m) in meals.iter().enumerate() {
-                counts[i].push(m.load(Ordering::Relaxed));
-            }
-            let now = Instant::now();
-            if now >= end {
-                break;
-            }
-            std::thread::sleep(every.min(end - now));
-        }
-        stop.store(true, Ordering::Relaxed);
-        let diners: Vec<Diner> = handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or(Diner { meals: 0, gave_up: 0, longest_wait_ms: f64::NAN }))
-            .collect();
-        Ok((times, counts, diners))
-    });
+    let dinner = Dinner::new(p);
+    let result = dinner.run();
     let (times_ms, meals, diners) = result.map_err(|e| RunError::new(format!("seating {n} philosophers"), e))?;
-    let deadlocks = one_fork.into_inner().unwrap_or_else(|e| e.into_inner()).spans;
-    let end_us = (p.duration_ms * 1000).saturating_sub(last_meal_us.load(Ordering::Acquire));
-    let longest_gap_ms = max_gap_us.load(Ordering::Acquire).max(end_us) as f64 / 1e3;
+    let deadlocks = dinner.one_fork.into_inner().unwrap_or_else(|e| e.into_inner()).spans;
+    let end_us = (p.duration_ms * 1000).saturating_sub(dinner.last_meal_us.load(Ordering::Acquire));
+    let longest_gap_ms = dinner.max_gap_us.load(Ordering::Acquire).max(end_us) as f64 / 1e3;
     Ok(PhilosophersReport {
         params: p.clone(),
         times_ms,
@@ -231,6 +152,152 @@ pub fn philosophers(p: &Philosophers) -> Result<PhilosophersReport, LabError> {
         longest_gap_ms,
         load: probe.finish(),
     })
+}
+
+/// Sample times (ms since the start), meals so far per philosopher at each, and each
+/// philosopher's dinner: what [`Dinner::run`] gives back.
+type Served = (Vec<f64>, Vec<Vec<u64>>, Vec<Diner>);
+
+/// The table all philosophers share: the forks, their meal counts, the stop signal, who
+/// holds one fork, and when the last meal ended (µs since `t0`) with the longest gap
+/// between two.
+struct Dinner<'a> {
+    p: &'a Philosophers,
+    n: usize,
+    timeout: Duration,
+    forks: Vec<parking_lot::Mutex<()>>,
+    meals: Vec<AtomicU64>,
+    stop: AtomicBool,
+    one_fork: Mutex<OneFork>,
+    last_meal_us: AtomicU64,
+    max_gap_us: AtomicU64,
+    t0: Instant,
+}
+
+impl<'a> Dinner<'a> {
+    /// The table laid as `p` asks; the clock starts now.
+    fn new(p: &'a Philosophers) -> Dinner<'a> {
+        let n = p.philosophers;
+        Dinner {
+            p,
+            n,
+            timeout: Duration::from_millis(p.timeout_ms),
+            forks: (0..n).map(|_| parking_lot::Mutex::new(())).collect(),
+            meals: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            stop: AtomicBool::new(false),
+            one_fork: Mutex::new(OneFork::default()),
+            last_meal_us: AtomicU64::new(0),
+            max_gap_us: AtomicU64::new(0),
+            t0: Instant::now(),
+        }
+    }
+
+    /// Milliseconds since the start, now.
+    fn now_ms(&self) -> f64 {
+        self.t0.elapsed().as_secs_f64() * 1e3
+    }
+
+    /// Seats one thread per philosopher, counts the meals on this thread until the end,
+    /// then stops and joins every philosopher. If a thread cannot be started, the ones
+    /// already seated are stopped (and joined by the scope) and the error returned.
+    fn run(&self) -> Result<Served, String> {
+        std::thread::scope(|s| {
+            let mut handles = Vec::new();
+            for i in 0..self.n {
+                let h =
+                    std::thread::Builder::new().name(format!("philosopher-{i}")).spawn_scoped(s, move || self.dine(i));
+                match h {
+                    Ok(h) => handles.push(h),
+                    Err(e) => {
+                        self.stop.store(true, Ordering::Relaxed);
+                        return Err(format!("the OS refused a thread ({e})"));
+                    }
+                }
+            }
+            let (times, counts) = self.count_meals();
+            self.stop.store(true, Ordering::Relaxed);
+            let diners: Vec<Diner> = handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(Diner { meals: 0, gave_up: 0, longest_wait_ms: f64::NAN }))
+                .collect();
+            Ok((times, counts, diners))
+        })
+    }
+
+    /// Counts everyone's meals every `sample_ms` until `duration_ms` has passed: the
+    /// sample times (ms since the start) and each philosopher's counts.
+    fn count_meals(&self) -> (Vec<f64>, Vec<Vec<u64>>) {
+        let every = Duration::from_millis(self.p.sample_ms);
+        let (mut times, mut counts) = (Vec::new(), vec![Vec::new(); self.n]);
+        let end = self.t0 + Duration::from_millis(self.p.duration_ms);
+        loop {
+            times.push(self.t0.elapsed().as_secs_f64() * 1e3);
+            for (i, m) in self.meals.iter().enumerate() {
+                counts[i].push(m.load(Ordering::Relaxed));
+            }
+            let now = Instant::now();
+            if now >= end {
+                break;
+            }
+            std::thread::sleep(every.min(end - now));
+        }
+        (times, counts)
+    }
+
+    /// Philosopher `i`'s dinner, until told to stop: think, then try to eat.
+    fn dine(&self, i: usize) -> Diner {
+        let (left, right) = (i, (i + 1) % self.n);
+        let (first, second) = match self.p.strategy {
+            ForkOrder::Ordered => (left.min(right), left.max(right)),
+            ForkOrder::Naive => (left, right),
+        };
+        let mut rng = Rng::new(i as u64 + 11);
+        let mut d = Diner { meals: 0, gave_up: 0, longest_wait_ms: 0.0 };
+        while !self.stop.load(Ordering::Relaxed) {
+            pause(self.p.think_us / 2 + rng.below(self.p.think_us + 1)); // think
+            self.try_to_eat(i, first, second, &mut d);
+        }
+        d.meals = self.meals[i].load(Ordering::Relaxed);
+        d
+    }
+
+    /// One try of philosopher `i`: the `first` fork, a reach, the `second`, each waited
+    /// for `timeout_ms` at most; a fork not had counts in `d.gave_up` (and the first fork
+    /// goes back). With both, it eats and the meal is counted.
+    fn try_to_eat(&self, i: usize, first: usize, second: usize, d: &mut Diner) {
+        let hungry = Instant::now();
+        let Some(a) = self.forks[first].try_lock_for(self.timeout) else {
+            d.gave_up += 1;
+            return;
+        };
+        OneFork::change(&self.one_fork, self.n, true, self.now_ms());
+        pause(self.p.reach_us);
+        let Some(b) = self.forks[second].try_lock_for(self.timeout) else {
+            d.gave_up += 1;
+            OneFork::change(&self.one_fork, self.n, false, self.now_ms());
+            drop(a); // put the first fork back, think, try again
+            return;
+        };
+        OneFork::change(&self.one_fork, self.n, false, self.now_ms());
+        d.longest_wait_ms = d.longest_wait_ms.max(hungry.elapsed().as_secs_f64() * 1e3);
+        pause(self.p.eat_us); // eat
+        self.meal_eaten(i);
+        drop(b);
+        drop(a);
+    }
+
+    /// Counts philosopher `i`'s meal, and the gap since the last meal anyone finished.
+    fn meal_eaten(&self, i: usize) {
+        self.meals[i].fetch_add(1, Ordering::Relaxed);
+        let now = self.t0.elapsed().as_micros() as u64;
+        let before = self.last_meal_us.fetch_max(now, Ordering::AcqRel);
+        self.max_gap_us.fetch_max(now.saturating_sub(before), Ordering::AcqRel);
+    }
+}
+
+/// Sleeps `us` microseconds: thinking, reaching or eating.
+fn pause(us: u64) {
+    std::thread::sleep(Duration::from_micros(us));
 }
 
 impl PhilosophersReport {
