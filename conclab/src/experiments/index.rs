@@ -1,6 +1,7 @@
 //! Experiments of the index notebook (00): what it costs to start a unit of concurrency.
 
 use crate::lab::findings::compare;
+use crate::lab::noise::mark_busy;
 use crate::lab::rt::Rt;
 use crate::lab::{
     Figure, Finding, LabError, Load, LoadProbe, ParamError, Point, Report, RunError, Sampling, Series, Stats, Style,
@@ -229,18 +230,6 @@ impl Report for SpawnCostReport {
             self.params.counts, self.params.samples, self.params.workers
         ));
         t
-    }
-}
-
-/// Adds the machine's load to a figure's caption when the run was disturbed.
-fn mark_busy(f: Figure, load: &Load) -> Figure {
-    match load.others_share {
-        Some(s) if load.busy() => {
-            let caption =
-                format!("{} · machine busy: other processes took {:.0} % of the CPU time", f.caption, s * 100.0);
-            f.caption(caption)
-        }
-        _ => f,
     }
 }
 

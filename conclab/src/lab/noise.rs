@@ -102,6 +102,19 @@ impl Load {
     }
 }
 
+/// Adds the machine's load to a figure's caption when the run was disturbed
+/// (`… · machine busy: other processes took 48 % of the CPU time`).
+pub fn mark_busy(f: crate::lab::Figure, load: &Load) -> crate::lab::Figure {
+    match load.others_share {
+        Some(s) if load.busy() => {
+            let caption =
+                format!("{} · machine busy: other processes took {:.0} % of the CPU time", f.caption, s * 100.0);
+            f.caption(caption)
+        }
+        _ => f,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,8 @@ pub mod scaling;
 pub mod stacks;
 pub mod timeline;
 
+pub(crate) use crate::lab::noise::mark_busy;
+
 pub use exercises::{Turn, check_handoff, check_spread};
 pub use overlap::{Overlap, OverlapReport, overlap};
 pub use ping_pong::{Mechanism, PingPong, PingPongReport, ping_pong};
@@ -59,16 +61,4 @@ pub fn experiments() -> Vec<crate::lab::Experiment> {
             overlap,
         ),
     ]
-}
-
-/// Adds the machine's load to a figure's caption when the run was disturbed.
-pub(crate) fn mark_busy(f: crate::lab::Figure, load: &crate::lab::Load) -> crate::lab::Figure {
-    match load.others_share {
-        Some(s) if load.busy() => {
-            let caption =
-                format!("{} · machine busy: other processes took {:.0} % of the CPU time", f.caption, s * 100.0);
-            f.caption(caption)
-        }
-        _ => f,
-    }
 }

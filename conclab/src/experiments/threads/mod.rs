@@ -14,6 +14,8 @@ pub mod pool;
 pub mod queues;
 pub mod strategies;
 
+pub(crate) use crate::lab::noise::mark_busy;
+
 pub use capture::{CaptureCost, CaptureCostReport, CaptureMode, capture_cost};
 pub use contention::{LockContention, LockContentionReport, LockKind, lock_contention};
 pub use deadlock::{Deadlock, DeadlockReport, deadlock};
@@ -28,20 +30,7 @@ pub use pool::{PoolMethod, PoolVsSpawn, PoolVsSpawnReport, pool_vs_spawn};
 pub use queues::{QueueKind, Queues, QueuesReport, queues};
 pub use strategies::{LockStrategies, LockStrategiesReport, LockStrategy, lock_strategies};
 
-use crate::lab::{Experiment, Figure, Load};
-
-/// Marks a figure drawn from a run on a busy machine: the caption starts with the share
-/// of CPU time other processes took (see [`crate::lab::noise`]).
-pub(crate) fn mark_busy(f: Figure, load: &Load) -> Figure {
-    match load.others_share {
-        Some(s) if load.busy() => {
-            let caption =
-                format!("busy machine: other processes used {:.0} % of the CPU time · {}", s * 100.0, f.caption);
-            f.caption(caption)
-        }
-        _ => f,
-    }
-}
+use crate::lab::Experiment;
 
 crate::impl_params!(
     CaptureCost,
