@@ -97,8 +97,10 @@ impl Build {
     pub fn loop_code(&self) -> &'static str {
         if self.overflow_checks {
             "the increment is a load, an overflow check and a separate store"
-        } else {
+        } else if cfg!(target_arch = "x86_64") {
             "the increment is one `inc` instruction on memory (on x86-64), without a `lock` prefix"
+        } else {
+            "the increment is a separate load, add and store (this CPU has no add-to-memory instruction)"
         }
     }
 }
@@ -343,14 +345,7 @@ impl Report for RaceReport {
     fn table(&self) -> Table {
         let mut t = Table::new(
             "Lost updates",
-            &[
-                "placement",
-                "threads",
-                "expected per run",
-                "lost (median)",
-                "lost (min–max)",
-                "racy finals / increments",
-            ],
+            &["placement", "threads", "expected per run", "lost (mean)", "lost (min–max)", "racy finals / increments"],
         );
         for r in &self.rows {
             let l = &r.lost_percent;

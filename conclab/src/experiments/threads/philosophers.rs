@@ -346,16 +346,26 @@ impl Report for PhilosophersReport {
             if hungry.is_empty() { String::new() } else { format!("; never ate: philosopher {}", hungry.join(", ")) }
         )));
         let reach = self.params.reach_us as f64 / 1e3;
-        out.push(Finding::note(format!(
-            "The longest time without any meal was {} ms ({} × the {} ms reach between the two forks){}",
-            fmt_num(self.longest_gap_ms),
-            fmt_num(if reach > 0.0 { self.longest_gap_ms / reach } else { 0.0 }),
-            fmt_num(reach),
-            if self.deadlocks.is_empty() && self.longest_gap_ms > 0.0 {
-                ": a wait, not a deadlock — philosophers holding one fork while reaching for the next"
-            } else {
-                ""
+        let ratio = if reach > 0.0 {
+            format!(
+                " ({} × the {} ms reach between the two forks)",
+                fmt_num(self.longest_gap_ms / reach),
+                fmt_num(reach)
+            )
+        } else {
+            String::new()
+        };
+        let cause = match (self.deadlocks.is_empty() && self.longest_gap_ms > 0.0, self.load.busy()) {
+            (true, false) => ": a wait, not a deadlock — philosophers holding one fork while reaching for the next",
+            (true, true) => {
+                ": a wait, not a deadlock — philosophers reaching for a held fork, or an eater the busy machine \
+                 preempted"
             }
+            _ => "",
+        };
+        out.push(Finding::note(format!(
+            "The longest time without any meal was {} ms{ratio}{cause}",
+            fmt_num(self.longest_gap_ms)
         )));
         out.push(Finding::note(self.load.sentence()));
         out
