@@ -28,13 +28,18 @@ fn read() -> Option<Ticks> {
     let get = |i: usize| v.get(i).copied().unwrap_or(0);
     let (idle, iowait, steal) = (get(3), get(4), get(7));
     let total: u64 = (0..8).map(get).sum();
-    let me = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which may hold spaces) start at state (field 3).
-    let after = me.rsplit_once(')')?.1;
-    let f: Vec<u64> = after.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-    // utime and stime are fields 14 and 15; after skipping state, index 11 and 12.
-    let ours = f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0);
+    let ours = own_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
     Some(Ticks { busy: total - idle - iowait, total, steal, ours })
+}
+
+/// utime + stime (clock ticks) from the text of `/proc/<pid>/stat`.
+fn own_ticks(stat: &str) -> Option<u64> {
+    // Fields after the command name (which may hold spaces and parentheses) start at
+    // state (field 3). Every field keeps its position: tpgid is -1 without a terminal,
+    // so parse as signed. utime and stime are fields 14 and 15: index 10 and 11 here.
+    let after = stat.rsplit_once(')')?.1;
+    let f: Vec<i64> = after.split_whitespace().skip(1).map(|x| x.parse().unwrap_or(0)).collect();
+    Some((f.get(10)? + f.get(11)?).max(0) as u64)
 }
 
 /// Started before a measurement; [`LoadProbe::finish`] says how busy the machine was.
@@ -118,6 +123,14 @@ pub fn mark_busy(f: crate::lab::Figure, load: &Load) -> crate::lab::Figure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_time_is_read_from_the_right_fields() {
+        // A process without a terminal: tty_nr 0, tpgid -1 (the field that once shifted
+        // every later one when it was skipped as unparsable).
+        let stat = "4242 (evcxr (cell)) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 37 0 0 20 0 5 0";
+        assert_eq!(own_ticks(stat), Some(287));
+    }
 
     #[test]
     fn a_short_run_cannot_tell_and_a_longer_one_measures() {
