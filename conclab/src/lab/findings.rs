@@ -73,16 +73,21 @@ pub fn compare(a_name: &str, a: &Stats, b_name: &str, b: &Stats, unit: &str) -> 
 /// "0 in 1 000 trials": a count with its trial count, and for zero the 95 % upper bound
 /// of the rate (the rule of three: fewer than 3 / trials).
 pub fn count_of(what: &str, count: u64, trials: u64) -> Finding {
+    count_in(what, count, trials, "trials")
+}
+
+/// [`count_of`] with another word for what was counted ("observations", "runs").
+pub fn count_in(what: &str, count: u64, trials: u64, unit: &str) -> Finding {
     if count == 0 {
         Finding::note(format!(
-            "{what}: 0 in {} trials — at 95 % confidence fewer than {} per {} trials",
+            "{what}: 0 in {} {unit} — at 95 % confidence fewer than {} per {} {unit}",
             group(trials),
             fmt_num(3.0 * per(trials) as f64 / trials as f64),
             group(per(trials))
         ))
     } else {
         Finding::note(format!(
-            "{what}: {} in {} trials ({} %)",
+            "{what}: {} in {} {unit} ({} %)",
             group(count),
             group(trials),
             fmt_num(100.0 * count as f64 / trials as f64)
@@ -141,5 +146,6 @@ mod tests {
         assert!(f.text.contains("fewer than 15 per 1 000 000"), "{}", f.text);
         assert!(count_of("x", 5, 1_000).text.contains("0.5 %"));
         assert_eq!(group(1_234_567), "1 234 567");
+        assert!(count_in("stale", 0, 5_000, "observations").text.contains("0 in 5 000 observations"));
     }
 }

@@ -2,7 +2,7 @@
 //! hardware and compiler really produce under each memory ordering.
 
 use crate::lab::budget::{Progress, check_estimate};
-use crate::lab::findings::{compare, count_of, group};
+use crate::lab::findings::{compare, count_in, count_of, group};
 use crate::lab::rng::Rng;
 use crate::lab::wait::Stalled;
 use crate::lab::wait::spin_until;
@@ -467,10 +467,11 @@ impl Report for LitmusReport {
         } else {
             for m in &self.mp {
                 if enough(&m) {
-                    out.push(count_of(
+                    out.push(count_in(
                         &format!("Message passing with {}: stale data after a new flag", mp_label(m.ordering)),
                         m.stale,
                         m.observations,
+                        "new flag values seen",
                     ));
                 } else {
                     out.push(Finding::note(format!(
