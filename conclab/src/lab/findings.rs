@@ -70,6 +70,24 @@ pub fn compare(a_name: &str, a: &Stats, b_name: &str, b: &Stats, unit: &str) -> 
     if separated(a, b) { Finding::clear(text) } else { Finding::unclear(text) }
 }
 
+/// A ratio `r` = new / old in words: `same` when within `tolerance` of 1, else `up(r)`
+/// or `down(1 / r)` (both given a factor ≥ 1, already formatted).
+pub fn change_words(
+    r: f64,
+    tolerance: f64,
+    same: &str,
+    up: impl Fn(&str) -> String,
+    down: impl Fn(&str) -> String,
+) -> String {
+    if (r - 1.0).abs() < tolerance {
+        same.to_string()
+    } else if r > 1.0 {
+        up(&fmt_num(r))
+    } else {
+        down(&fmt_num(1.0 / r))
+    }
+}
+
 /// "0 in 1 000 trials": a count with its trial count, and for zero the 95 % upper bound
 /// of the rate (the rule of three: fewer than 3 / trials).
 pub fn count_of(what: &str, count: u64, trials: u64) -> Finding {
@@ -146,6 +164,8 @@ mod tests {
         assert!(f.text.contains("fewer than 15 per 1 000 000"), "{}", f.text);
         assert!(count_of("x", 5, 1_000).text.contains("0.5 %"));
         assert_eq!(group(1_234_567), "1 234 567");
+        let w = |r| change_words(r, 0.1, "same", |x| format!("rose {x}×"), |x| format!("fell {x}×"));
+        assert_eq!((w(1.05), w(2.0), w(0.5)), ("same".into(), "rose 2×".into(), "fell 2×".into()));
         assert!(count_in("stale", 0, 5_000, "observations").text.contains("0 in 5 000 observations"));
     }
 }

@@ -2,6 +2,7 @@
 //! served by an actor thread that owns it, or guarded by a `Mutex`.
 
 use crate::lab::budget::{Progress, check_estimate, timed_runs};
+use crate::lab::findings::change_words;
 use crate::lab::findings::separated;
 use crate::lab::together::{Run, batched, run_for, threads_error};
 use crate::lab::{
@@ -175,13 +176,7 @@ impl ActorReport {
         }
         let (a, b) = (self.row(design, lo)?, self.row(design, hi)?);
         let r = b.kreq_per_s.median / a.kreq_per_s.median.max(1e-12);
-        let how = if (r - 1.0).abs() < 0.1 {
-            "stayed about the same".to_string()
-        } else if r > 1.0 {
-            format!("rose {}×", fmt_num(r))
-        } else {
-            format!("fell {}×", fmt_num(1.0 / r))
-        };
+        let how = change_words(r, 0.1, "stayed about the same", |x| format!("rose {x}×"), |x| format!("fell {x}×"));
         let text = format!(
             "{name}: throughput {how} from {lo} to {hi} clients ({} → {} thousand requests/s)",
             fmt_num(a.kreq_per_s.median),

@@ -2,6 +2,7 @@
 //! histogram — done five ways, throughput vs thread count.
 
 use crate::lab::budget::{Progress, check_estimate, timed_runs};
+use crate::lab::findings::change_words;
 use crate::lab::findings::separated;
 use crate::lab::rng::Rng;
 use crate::lab::together::{Run, batched, run_for, threads_error};
@@ -245,13 +246,8 @@ impl HistogramReport {
 /// "2.1× its rate at 1 thread" with how sure, for one way.
 fn ratio_finding(way: &str, a: &HistogramRow, b: &HistogramRow) -> Finding {
     let r = b.mops.median / a.mops.median.max(1e-12);
-    let how = if (r - 1.0).abs() < 0.1 {
-        "about the same as".to_string()
-    } else if r > 1.0 {
-        format!("{}× faster than", fmt_num(r))
-    } else {
-        format!("{}× slower than", fmt_num(1.0 / r))
-    };
+    let how =
+        change_words(r, 0.1, "about the same as", |x| format!("{x}× faster than"), |x| format!("{x}× slower than"));
     let text = format!(
         "{way} at {} threads: {} M values/s, {how} at {} thread{} ({})",
         b.threads,
