@@ -4,6 +4,8 @@
 //! CLI; the generic machinery ([`crate::lab::Experiment`]) lives in the lab layer, so
 //! imports run one way: `bin` → `experiments` → `lab` / `primitives`.
 
+#[cfg(feature = "async_basics")]
+pub mod async_basics;
 #[cfg(feature = "features")]
 pub mod features;
 #[cfg(feature = "index")]
@@ -27,6 +29,8 @@ pub fn experiments() -> Vec<Experiment> {
     all.extend(features::experiments());
     #[cfg(feature = "threads")]
     all.extend(threads::experiments());
+    #[cfg(feature = "async_basics")]
+    all.extend(async_basics::experiments());
     all
 }
 

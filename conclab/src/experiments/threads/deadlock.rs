@@ -500,8 +500,11 @@ mod tests {
         assert!(r.cycle.is_none());
         // Whether the two threads overlap long enough to deadlock depends on the
         // scheduler (beside a CPU hog one may run only after the other finished): the
-        // call returns either way, and no money is lost or made.
-        assert!(r.timeouts <= 2);
+        // call returns either way, and no money is lost or made. Two timed-out threads
+        // may retry into the same deadlock again (their back-offs overlap), so up to five
+        // attempts each can end in a timeout — but never more.
+        assert!(r.timeouts <= 10, "{r:?}");
+        assert!(r.outcomes.iter().all(|(_, o)| o.starts_with("transferred") || o == "gave up after 5 attempts"));
         assert_eq!(r.balances[0] + r.balances[1], 200);
     }
 }
