@@ -149,9 +149,11 @@ impl Report for SpawnCostReport {
         if let (Some(th), Some(ta)) = (self.stats(THREAD, last), self.stats(TASK, last)) {
             out.push(compare(&format!("In batches of {last}, a thread"), th, "a task", ta, " µs"));
         }
-        // Does the cost per thread depend on the batch? The smallest batch of at least 4
-        // (a single thread also pays for its lone wake-up) against the longest.
-        if let Some(&small) = counts.iter().find(|&&c| c >= 4 && c < last)
+        // Does the cost per thread depend on the batch? A short batch against the longest:
+        // the largest of 4..=16 (all on stacks from glibc's cache, which holds about 19;
+        // a single thread also pays for its lone wake-up), else the smallest of at least 4.
+        let short = counts.iter().rev().find(|&&c| (4..=16).contains(&c) && c < last);
+        if let Some(&small) = short.or_else(|| counts.iter().find(|&&c| c >= 4 && c < last))
             && let (Some(a), Some(b)) = (self.stats(THREAD, small), self.stats(THREAD, last))
         {
             out.push(compare(

@@ -3,10 +3,13 @@
 
 pub mod control_flow;
 pub mod executors;
+pub mod exercises;
 pub mod laziness;
 pub mod poll_trace;
 pub mod sizes;
 pub mod waiting;
+
+pub use exercises::{FETCH_MS, Fetcher, check_concurrent_fetches, check_third_poll};
 
 /// This notebook's experiments, for the CLI's registry, in notebook order.
 pub fn experiments() -> Vec<crate::lab::Experiment> {
