@@ -15,7 +15,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Wake, Waker};
 use std::time::{Duration, Instant};
 
 const THIRD_POLL: &str = "ready on the third poll";
@@ -126,8 +126,11 @@ pub const FETCH_MS: u64 = 100;
 /// call started and ended, so the checker can tell whether the waits overlapped.
 #[derive(Clone, Default)]
 pub struct Fetcher {
-    calls: Arc<Mutex<Vec<(u32, Instant, Option<Instant>)>>>,
+    calls: Arc<Mutex<Vec<Call>>>,
 }
+
+/// One [`Fetcher::get`]: its argument, when it started, when its wait ended.
+type Call = (u32, Instant, Option<Instant>);
 
 impl Fetcher {
     /// Waits [`FETCH_MS`] ms, then returns `10 * n`.
@@ -208,6 +211,7 @@ where
 mod tests {
     use super::*;
     use std::pin::Pin;
+    use std::task::Poll;
 
     struct Polls {
         ready_on: u8,
