@@ -274,8 +274,9 @@ mod tests {
         assert_eq!(r.rows.len(), 4);
         assert!(r.rows.iter().all(|row| row.micros_per_spawn.n == 3 && row.micros_per_spawn.median > 0.0));
         // A thread start is a clone(2) syscall plus a stack mapping; a task is an
-        // allocation and a queue push. The gap is well over 10× on any machine.
-        assert!(r.ratio_at_largest().unwrap() > 10.0, "{:?}", r.rows);
+        // allocation and a queue push. The gap is about 100× on a quiet machine; the test
+        // asks for 5×, so a task batch preempted on a crowded machine cannot fail it.
+        assert!(r.ratio_at_largest().unwrap() > 5.0, "{:?}", r.rows);
         assert_eq!(r.table().rows.len(), 2);
         assert!(r.figure().to_svg().contains("<svg"));
         assert!(r.figure().x_label.contains("3 samples each; tokio: 2 workers"));
