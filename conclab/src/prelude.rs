@@ -1,5 +1,13 @@
 //! Everything a notebook cell needs: `use conclab::prelude::*;`.
 
+#[cfg(feature = "async_basics")]
+pub use crate::experiments::async_basics::laziness::{Laziness, LazinessReport, Promise, laziness};
+#[cfg(feature = "async_basics")]
+pub use crate::experiments::async_basics::poll_trace::{
+    PollTrace, PollTraceReport, TimerKind, poll_trace, trace_figure, trace_log_table,
+};
+#[cfg(feature = "async_basics")]
+pub use crate::experiments::async_basics::sizes::{FutureSizes, FutureSizesReport, future_sizes};
 #[cfg(feature = "features")]
 pub use crate::experiments::features::{
     ActorReport, ActorVsMutex, Diagnostic, Histogram, HistogramReport, HistogramWay, InteriorCosts, InteriorReport,
@@ -31,6 +39,12 @@ pub use crate::lab::rt::{self, Rt, RtError, SpanRecorder, StartGate, ms};
 pub use crate::lab::{
     Figure, LabError, Legend, MachineCard, ParamError, Point, Report, ReportResult, Rich, RunError, Sampling, Scale,
     Series, Stats, Style, Table, Verdict, cores, one_line_panics,
+};
+/// The `Future` trait by hand (notebook 04): hand-written futures, polling by hand, tracing.
+#[cfg(feature = "async_basics")]
+pub use crate::primitives::future::{
+    Countdown, CountingWaker, PollLog, TimerFuture, TraceEvent, TraceKind, TraceLog, Traced, TwoWaits, poll_by_hand,
+    poll_by_hand_within, two_waits,
 };
 #[cfg(feature = "features")]
 pub use crate::send_sync_table;

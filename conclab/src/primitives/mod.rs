@@ -5,8 +5,11 @@
 //! - [`SpinLock`]: a test-and-test-and-set lock (vs `std::sync::Mutex`, `parking_lot::Mutex`);
 //! - [`OnceSlot`]: a value published once through a Release/Acquire flag (vs `std::sync::OnceLock`);
 //! - [`ThreadPool`]: a fixed set of worker threads fed by a channel (vs `rayon::ThreadPool`);
-//! - [`WaitForGraph`]: who holds which lock and who waits for it, and the cycle that is a deadlock.
+//! - [`WaitForGraph`]: who holds which lock and who waits for it, and the cycle that is a deadlock;
+//! - [`future`]: futures by hand ([`Countdown`], [`TimerFuture`]), polled by hand with a
+//!   [`CountingWaker`], traced with [`Traced`], and an `async fn` desugared into [`TwoWaits`].
 
+pub mod future;
 pub mod once_slot;
 pub mod spin_lock;
 mod sync;
@@ -14,6 +17,10 @@ mod sync;
 pub mod thread_pool;
 pub mod wait_for;
 
+pub use future::{
+    Countdown, CountingWaker, PollLog, PollStep, TimerFuture, TraceEvent, TraceKind, TraceLog, Traced, TwoWaits,
+    poll_by_hand, poll_by_hand_within, two_waits,
+};
 pub use once_slot::OnceSlot;
 pub use spin_lock::{SpinGuard, SpinLock};
 #[cfg(feature = "threads")]

@@ -26,7 +26,7 @@ mod sampling;
 mod spans;
 
 pub use gate::StartGate;
-pub use spans::{SpanRecorder, TaskSpan, Traced, spans_figure};
+pub use spans::{SpanRecorder, Spanned, TaskSpan, spans_figure};
 
 use std::fmt;
 use std::future::Future;

@@ -126,8 +126,8 @@ impl SpanRecorder {
 
     /// Wraps `fut` so that every poll of it is recorded as a span of `task` on the thread
     /// that polled it. The result is `Send` when `fut` is, so it can be `tokio::spawn`ed.
-    pub fn trace<F: Future>(&self, task: usize, fut: F) -> Traced<F> {
-        Traced { fut: Box::pin(fut), task, rec: self.clone() }
+    pub fn trace<F: Future>(&self, task: usize, fut: F) -> Spanned<F> {
+        Spanned { fut: Box::pin(fut), task, rec: self.clone() }
     }
 
     /// Every span so far, ordered by start.
@@ -153,13 +153,13 @@ pub fn spans_figure(title: &str, spans: &[TaskSpan]) -> Figure {
 }
 
 /// A future whose polls are recorded by a [`SpanRecorder`] (see [`SpanRecorder::trace`]).
-pub struct Traced<F> {
+pub struct Spanned<F> {
     fut: Pin<Box<F>>,
     task: usize,
     rec: SpanRecorder,
 }
 
-impl<F: Future> Future for Traced<F> {
+impl<F: Future> Future for Spanned<F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
