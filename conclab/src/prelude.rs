@@ -1,5 +1,9 @@
 //! Everything a notebook cell needs: `use conclab::prelude::*;`.
 
+#[cfg(feature = "async_basics")]
+pub use crate::experiments::async_basics::control_flow::{AwaitFlow, AwaitFlowReport, Flow, await_flow};
+#[cfg(feature = "async_basics")]
+pub use crate::experiments::async_basics::waiting::{WhyAsync, WhyAsyncReport, why_async};
 #[cfg(feature = "features")]
 pub use crate::experiments::features::{
     ActorReport, ActorVsMutex, Diagnostic, Histogram, HistogramReport, HistogramWay, InteriorCosts, InteriorReport,

@@ -33,6 +33,16 @@ fn quick(name: &str) -> &'static [(&'static str, &'static str)] {
         "lock-strategies" => &[("threads", "2"), ("duration_ms", "10"), ("samples", "1")],
         "philosophers" => &[("duration_ms", "60"), ("reach_us", "1000")],
         "overlap" => &[("tasks", "4"), ("threads", "1,4"), ("work_ms", "1"), ("wait_ms", "2"), ("samples", "1")],
+        "why-async" => &[
+            ("threads", "1,100"),
+            ("tasks", "1,100"),
+            ("echo", "1,100"),
+            ("wait_ms", "5"),
+            ("compute", "1,4"),
+            ("work_us", "200"),
+            ("samples", "1"),
+        ],
+        "await-flow" => &[("sleeps", "1,4"), ("sleep_ms", "2"), ("step_ms", "2"), ("samples", "1")],
         _ => &[],
     }
 }
