@@ -528,17 +528,31 @@ impl WhyAsyncReport {
         Some((n, t.rss_kib / k.rss_kib.max(0.001)))
     }
 
+    /// The largest count of `way` whose memory was measured, and that memory.
+    fn largest_memory(&self, kind: &str, way: &str) -> Option<(usize, UnitMemory)> {
+        self.rows
+            .iter()
+            .filter(|r| r.kind == kind && r.way == way)
+            .filter_map(|r| Some((r.n, r.memory?)))
+            .max_by_key(|(n, _)| *n)
+    }
+
     fn memory_finding(&self, kind: &str) -> Option<Finding> {
-        let (n, ratio) = self.memory_ratio(kind)?;
-        let t = self.row(kind, THREADS, n)?.memory?;
-        let k = self.row(kind, TASKS, n)?.memory?;
-        let what = if kind == SLEEP {
-            format!("{} units asleep at once", group(n as u64))
+        // The same count both ways where there is one; else each way's largest.
+        let ((nt, t), (nk, k)) = match self.memory_ratio(kind) {
+            Some((n, _)) => ((n, self.row(kind, THREADS, n)?.memory?), (n, self.row(kind, TASKS, n)?.memory?)),
+            None => (self.largest_memory(kind, THREADS)?, self.largest_memory(kind, TASKS)?),
+        };
+        let ratio = t.rss_kib / k.rss_kib.max(0.001);
+        let waiting = if kind == SLEEP {
+            "asleep at once".to_string()
         } else {
-            format!(
-                "{} TCP echoes waiting for their answer at once (each with the server's side of its connection)",
-                group(n as u64)
-            )
+            "waiting at once for their TCP echo (each with the server's side of its connection)".to_string()
+        };
+        let what = if nt == nk {
+            format!("{} units {waiting}", group(nt as u64))
+        } else {
+            format!("{} OS threads and {} tokio tasks {waiting}", group(nt as u64), group(nk as u64))
         };
         let cmp = if ratio >= 1.1 {
             format!("{}× less", fmt_num(ratio))
@@ -556,7 +570,8 @@ impl WhyAsyncReport {
         );
         if t.kernel_kib > 1.0 {
             text += &format!(
-                "; each thread also took about {} KiB of kernel memory that RSS does not show (its kernel stack and page tables)",
+                "; each thread also took about {} KiB of kernel memory that RSS does not show (its kernel stack and \
+                 page tables)",
                 fmt_num(t.kernel_kib)
             );
         }
@@ -665,9 +680,9 @@ impl Report for WhyAsyncReport {
         out.extend(self.time_finding(SLEEP));
         out.extend(self.time_finding(ECHO));
         out.extend(self.compute_finding());
-        if self.memory_ratio(SLEEP).is_none() && self.memory_ratio(ECHO).is_none() {
+        if !self.rows.iter().any(|r| r.memory.is_some()) {
             out.push(Finding::note(format!(
-                "Memory was not measured: it needs a count of at least {MEMORY_FROM} units run both ways"
+                "Memory was not measured: it needs counts of at least {MEMORY_FROM} units"
             )));
         }
         out.push(Finding::note(self.load.sentence()));
