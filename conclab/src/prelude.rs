@@ -1,6 +1,10 @@
 //! Everything a notebook cell needs: `use conclab::prelude::*;`.
 
 #[cfg(feature = "async_basics")]
+pub use crate::experiments::async_basics::control_flow::{AwaitFlow, AwaitFlowReport, Flow, await_flow};
+#[cfg(feature = "async_basics")]
+pub use crate::experiments::async_basics::exercises::{FETCH_MS, Fetcher, check_concurrent_fetches, check_third_poll};
+#[cfg(feature = "async_basics")]
 pub use crate::experiments::async_basics::laziness::{Laziness, LazinessReport, Promise, laziness};
 #[cfg(feature = "async_basics")]
 pub use crate::experiments::async_basics::poll_trace::{
@@ -8,6 +12,8 @@ pub use crate::experiments::async_basics::poll_trace::{
 };
 #[cfg(feature = "async_basics")]
 pub use crate::experiments::async_basics::sizes::{FutureSizes, FutureSizesReport, future_sizes};
+#[cfg(feature = "async_basics")]
+pub use crate::experiments::async_basics::waiting::{WhyAsync, WhyAsyncReport, why_async};
 #[cfg(feature = "features")]
 pub use crate::experiments::features::{
     ActorReport, ActorVsMutex, Diagnostic, Histogram, HistogramReport, HistogramWay, InteriorCosts, InteriorReport,

@@ -36,6 +36,16 @@ fn quick(name: &str) -> &'static [(&'static str, &'static str)] {
         "poll-trace" => &[("a_ms", "2"), ("b_ms", "6")],
         "future-sizes" => &[("array_bytes", "64")],
         "laziness" => &[("work_ms", "4"), ("wait_ms", "3")],
+        "why-async" => &[
+            ("threads", "1,100"),
+            ("tasks", "1,100"),
+            ("echo", "1,100"),
+            ("wait_ms", "5"),
+            ("compute", "1,4"),
+            ("work_us", "200"),
+            ("samples", "1"),
+        ],
+        "await-flow" => &[("sleeps", "1,4"), ("sleep_ms", "2"), ("step_ms", "2"), ("samples", "1")],
         _ => &[],
     }
 }

@@ -1,8 +1,10 @@
-//! Line charts: measured series with a p25–p75 band or error bars, ideal and fitted lines.
+//! Line charts: measured series with a p25–p75 band or error bars, ideal and fitted lines;
+//! optionally split into side-by-side panels ([`crate::lab::Figure::panel`]) that share
+//! the scales, the legend and the colour of each series name.
 
 use super::axes::{self, AxisSpec, DrawResult, Rect, Scale};
 use super::legend::{Entry, Swatch};
-use super::text::{GREY, fmt_num};
+use super::text::{self, BODY_PX, GREY, LINE_PX, fmt_num};
 use super::{Ctx, color};
 use plotters::prelude::*;
 use std::fmt::Write as _;
@@ -59,11 +61,13 @@ pub struct Series {
     pub name: String,
     pub points: Vec<Point>,
     pub style: Style,
+    /// The panel it is drawn in (an index into [`Lines::panels`]; 0 without panels).
+    pub panel: usize,
 }
 
 impl Series {
     pub fn new(name: impl Into<String>, style: Style, points: Vec<Point>) -> Series {
-        Series { name: name.into(), points, style }
+        Series { name: name.into(), points, style, panel: 0 }
     }
 }
 
@@ -71,6 +75,24 @@ impl Series {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Lines {
     pub series: Vec<Series>,
+    /// Titles of side-by-side panels, left to right; empty for one plot without a title.
+    /// Each panel has its own axis ranges; scales, legend and colours are shared, so a
+    /// series name keeps its colour in every panel.
+    pub panels: Vec<String>,
+}
+
+/// Every second (third, …) of `ticks` when their labels would not fit side by side in
+/// `width` pixels with some space between them (a narrow panel with many decades).
+fn fitting(ticks: Vec<f64>, label: &dyn Fn(f64) -> String, width: f64) -> Vec<f64> {
+    let need = |t: &[f64]| t.iter().map(|v| text::width(&label(*v), BODY_PX) + 14.0).sum::<f64>();
+    let mut step = 1;
+    loop {
+        let kept: Vec<f64> = ticks.iter().copied().step_by(step).collect();
+        if kept.len() <= 2 || need(&kept) <= width {
+            return kept;
+        }
+        step += 1;
+    }
 }
 
 impl Lines {
@@ -82,26 +104,45 @@ impl Lines {
         (xs, ys)
     }
 
-    /// Colour per series: measured and fitted series take palette colours in order,
+    /// Colour per series: measured and fitted series take palette colours in order of
+    /// their names' first appearance (a name repeated in another panel keeps its colour),
     /// ideal lines are grey.
-    fn colors(&self) -> Vec<RGBColor> {
-        let mut k = 0;
+    pub(crate) fn colors(&self) -> Vec<RGBColor> {
+        let mut names: Vec<&str> = Vec::new();
         self.series
             .iter()
             .map(|s| match s.style {
                 Style::Ideal => GREY,
                 _ => {
-                    k += 1;
-                    color(k - 1)
+                    let k = names.iter().position(|n| *n == s.name).unwrap_or_else(|| {
+                        names.push(&s.name);
+                        names.len() - 1
+                    });
+                    color(k)
                 }
             })
             .collect()
     }
 
+    /// How many plots are drawn side by side (at least 1).
+    fn panel_count(&self) -> usize {
+        self.panels.len().max(1)
+    }
+
     pub(crate) fn legend(&self) -> Vec<Entry> {
-        self.series
-            .iter()
-            .zip(self.colors())
+        let mut seen: Vec<&str> = Vec::new();
+        let mut order: Vec<(&Series, RGBColor)> = self.series.iter().zip(self.colors()).collect();
+        if !self.panels.is_empty() {
+            // Panels add their ideal lines as they go: list the measured names first.
+            order.sort_by_key(|(s, _)| s.style == Style::Ideal);
+        }
+        order
+            .into_iter()
+            .filter(|(s, _)| {
+                let new = !seen.contains(&s.name.as_str());
+                seen.push(&s.name);
+                new
+            })
             .map(|(s, c)| Entry {
                 name: s.name.clone(),
                 swatch: match s.style {
@@ -113,10 +154,11 @@ impl Lines {
             .collect()
     }
 
-    /// Axis ranges in axis coordinates.
-    fn bounds(&self, cx: &Ctx<'_>) -> ((f64, f64), (f64, f64)) {
+    /// Axis ranges in axis coordinates of one panel's series.
+    fn bounds(&self, cx: &Ctx<'_>, panel: usize) -> ((f64, f64), (f64, f64)) {
         let (mut xs, mut ys) = (Vec::new(), Vec::new());
-        for p in self.series.iter().flat_map(|s| &s.points) {
+        let many = self.panels.len() > 1;
+        for p in self.series.iter().filter(|s| !many || s.panel == panel).flat_map(|s| &s.points) {
             xs.push(p.x);
             ys.extend([Some(p.y), p.lo, p.hi].into_iter().flatten());
         }
@@ -127,23 +169,45 @@ impl Lines {
     }
 
     pub(crate) fn y_area(&self, cx: &Ctx<'_>) -> u32 {
-        let (_, (y0, y1)) = self.bounds(cx);
-        let labels: Vec<String> =
-            axes::ticks(y0, y1, cx.y_scale, 6).iter().map(|v| axes::fmt_tick(*v, cx.y_scale)).collect();
+        let mut labels: Vec<String> = Vec::new();
+        for panel in 0..self.panel_count() {
+            let (_, (y0, y1)) = self.bounds(cx, panel);
+            labels.extend(axes::ticks(y0, y1, cx.y_scale, 6).iter().map(|v| axes::fmt_tick(*v, cx.y_scale)));
+        }
         axes::y_area_for(labels.iter().map(String::as_str))
     }
 
     pub(crate) fn draw(&self, cx: &Ctx<'_>, area: &axes::Area<'_>) -> DrawResult<Vec<Rect>> {
-        let ((x0, x1), (y0, y1)) = self.bounds(cx);
+        if self.panels.is_empty() {
+            return Ok(vec![self.draw_panel(cx, area, 0, 6)?]);
+        }
+        let mut rects = Vec::new();
+        let areas = area.split_evenly((1, self.panels.len()));
+        for (i, (panel_area, title)) in areas.iter().zip(&self.panels).enumerate() {
+            let (head, body) = panel_area.split_vertically(LINE_PX + 6);
+            let style = text::font(BODY_PX).style(FontStyle::Bold).color(&text::INK);
+            head.draw(&Text::new(title.clone(), (12 + cx.y_area as i32, 4), style))?;
+            let ticks = if self.panels.len() > 2 { 3 } else { 4 };
+            rects.push(self.draw_panel(cx, &body, i, ticks)?);
+        }
+        Ok(rects)
+    }
+
+    fn draw_panel(&self, cx: &Ctx<'_>, area: &axes::Area<'_>, panel: usize, x_ticks: usize) -> DrawResult<Rect> {
+        let ((x0, x1), (y0, y1)) = self.bounds(cx, panel);
         let (xs, ys) = (cx.x_scale, cx.y_scale);
         let xl = |v: f64| axes::fmt_tick(v, xs);
         let yl = |v: f64| axes::fmt_tick(v, ys);
-        let x = AxisSpec { lo: x0, hi: x1, ticks: axes::ticks(x0, x1, xs, 6), label: &xl, desc: &cx.fig.x_label };
+        // The plot's width: the area less the y tick labels and the chart's side margins.
+        let plot_w = area.dim_in_pixel().0 as f64 - cx.y_area as f64 - 36.0;
+        let x_ticks = fitting(axes::ticks(x0, x1, xs, x_ticks), &xl, plot_w);
+        let x = AxisSpec { lo: x0, hi: x1, ticks: x_ticks, label: &xl, desc: &cx.fig.x_label };
         let y = AxisSpec { lo: y0, hi: y1, ticks: axes::ticks(y0, y1, ys, 6), label: &yl, desc: "" };
         let mut chart = axes::chart(area, &x, &y, cx.y_area, 58)?;
         let tx = |v: f64| axes::to_axis(v, xs);
         let ty = |v: f64| axes::to_axis(v, ys);
-        for (s, c) in self.series.iter().zip(self.colors()) {
+        let many = self.panels.len() > 1;
+        for (s, c) in self.series.iter().zip(self.colors()).filter(|(s, _)| !many || s.panel == panel) {
             let pts: Vec<(f64, f64, Option<f64>, Option<f64>)> = s
                 .points
                 .iter()
@@ -172,14 +236,18 @@ impl Lines {
                 }
             }
         }
-        Ok(vec![axes::plot_rect(&chart)])
+        Ok(axes::plot_rect(&chart))
     }
 
     pub(crate) fn summary(&self, cx: &Ctx<'_>, s: &mut String) {
         let f = cx.fig;
         for ser in &self.series {
             let pts: Vec<String> = ser.points.iter().map(|p| format!("{}→{}", fmt_num(p.x), fmt_num(p.y))).collect();
-            let _ = writeln!(s, "  {} ({} vs {}): {}", ser.name, f.y_label, f.x_label, pts.join(", "));
+            let panel = match self.panels.get(ser.panel) {
+                Some(title) => format!("[{title}] "),
+                None => String::new(),
+            };
+            let _ = writeln!(s, "  {panel}{} ({} vs {}): {}", ser.name, f.y_label, f.x_label, pts.join(", "));
         }
         let log: Vec<&str> = [("x", cx.x_scale), ("y", cx.y_scale)]
             .iter()

@@ -186,14 +186,39 @@ impl Figure {
         self
     }
 
-    /// Adds a line series (line charts only; elsewhere an error the figure shows).
-    pub fn series(mut self, s: Series) -> Figure {
+    /// Adds a line series (line charts only; elsewhere an error the figure shows). After
+    /// [`Figure::panel`] it goes into the newest panel.
+    pub fn series(mut self, mut s: Series) -> Figure {
         match &mut self.plot {
             Plot::Lines(l) => {
+                s.panel = l.panels.len().saturating_sub(1);
                 l.series.push(s);
                 self
             }
             _ => self.misuse(&format!(".series({:?})", s.name), "line charts (Figure::lines)"),
+        }
+    }
+
+    /// Starts a new panel of a line chart, drawn to the right of the previous one, with
+    /// `title` above it; the series added after this call go into it. Panels share the
+    /// scales, the legend and each series name's colour, and have their own axis ranges.
+    ///
+    /// ```
+    /// use conclab::lab::{Figure, Point, Series, Style};
+    /// let f = Figure::lines("Waiting vs computing", "N", "time (ms)")
+    ///     .panel("waiting")
+    ///     .series(Series::new("threads", Style::Measured, vec![Point::new(1.0, 50.0), Point::new(10.0, 52.0)]))
+    ///     .panel("computing")
+    ///     .series(Series::new("threads", Style::Measured, vec![Point::new(1.0, 2.0), Point::new(10.0, 10.0)]));
+    /// assert!(f.summary().contains("[computing] threads"));
+    /// ```
+    pub fn panel(mut self, title: &str) -> Figure {
+        match &mut self.plot {
+            Plot::Lines(l) => {
+                l.panels.push(title.into());
+                self
+            }
+            _ => self.misuse(&format!(".panel({title:?})"), "line charts (Figure::lines)"),
         }
     }
 

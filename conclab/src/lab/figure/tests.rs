@@ -230,3 +230,45 @@ fn empty_figures_still_draw() {
     }
     assert!(!Figure::timeline("T", "x", "y").to_svg().contains("could not be drawn"));
 }
+
+#[test]
+fn panels_sit_side_by_side_and_share_names_colours_and_legend() {
+    let f = Figure::lines("P", "N", "ms")
+        .panel("waiting")
+        .series(measured("threads", &[(1.0, 50.0), (100.0, 60.0)]))
+        .series(measured("tasks", &[(1.0, 50.0), (100.0, 51.0)]))
+        .panel("computing")
+        .series(measured("threads", &[(1.0, 2.0), (100.0, 100.0)]))
+        .series(Series::new("bound", Style::Ideal, vec![Point::new(1.0, 2.0), Point::new(100.0, 100.0)]));
+    assert!(f.errors.is_empty(), "{:?}", f.errors);
+    let (svg, layout) = render(&f).unwrap();
+    assert_eq!(layout.plots.len(), 2);
+    let (a, b) = (layout.plots[0], layout.plots[1]);
+    assert!(a.2 <= b.0 && !overlaps(a, b), "{a:?} {b:?}");
+    assert!(has_text(&svg, "waiting") && has_text(&svg, "computing"));
+    // "threads" is one legend entry, drawn in one colour in both panels.
+    let Plot::Lines(l) = &f.plot else { unreachable!() };
+    assert_eq!(l.legend().iter().filter(|e| e.name == "threads").count(), 1);
+    let c = l.colors();
+    assert_eq!(c[0], c[2]);
+    assert_ne!(c[0], c[1]);
+    let sum = f.summary();
+    assert!(sum.contains("[waiting] threads") && sum.contains("[computing] bound"), "{sum}");
+    assert_eq!(Figure::bars("B", "x", "y").panel("p").errors.len(), 1);
+}
+
+#[test]
+fn narrow_panels_thin_their_tick_labels_instead_of_overlapping_them() {
+    let pts = |k: f64| vec![Point::new(1.0, k), Point::new(100_000.0, 2.0 * k)];
+    let f = Figure::lines("P", "N", "ms")
+        .log_x()
+        .panel("a")
+        .series(Series::new("s", Style::Measured, pts(1.0)))
+        .panel("b")
+        .series(Series::new("s", Style::Measured, pts(2.0)))
+        .panel("c")
+        .series(Series::new("s", Style::Measured, pts(3.0)));
+    let svg = f.to_svg();
+    // Six decades do not fit under a third of 760 px: every other one is labelled.
+    assert!(has_text(&svg, "1") && has_text(&svg, "100") && !has_text(&svg, "10"), "{svg}");
+}
