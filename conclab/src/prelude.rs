@@ -1,5 +1,7 @@
 //! Everything a notebook cell needs: `use conclab::prelude::*;`.
 
+#[cfg(feature = "async_basics")]
+pub use crate::experiments::async_basics::executors::{Executors, ExecutorsReport, executors};
 #[cfg(feature = "features")]
 pub use crate::experiments::features::{
     ActorReport, ActorVsMutex, Diagnostic, Histogram, HistogramReport, HistogramWay, InteriorCosts, InteriorReport,
@@ -31,6 +33,10 @@ pub use crate::lab::rt::{self, Rt, RtError, SpanRecorder, StartGate, ms};
 pub use crate::lab::{
     Figure, LabError, Legend, MachineCard, ParamError, Point, Report, ReportResult, Rich, RunError, Sampling, Scale,
     Series, Stats, Style, Table, Verdict, cores, one_line_panics,
+};
+#[cfg(feature = "async_basics")]
+pub use crate::primitives::executor::{
+    ExecError, ExecStats, JoinError, JoinHandle, MiniExecutor, Spawner, TimedOut, block_on, block_on_timeout, yield_now,
 };
 #[cfg(feature = "features")]
 pub use crate::send_sync_table;

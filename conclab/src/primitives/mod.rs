@@ -2,11 +2,15 @@
 //! production library it imitates. Lock-free ones are model-checked with loom:
 //! `RUSTFLAGS="--cfg conclab_loom" cargo test -p conclab --release --lib primitives`.
 //!
+//! - [`MiniExecutor`] and [`block_on`]: a single-thread task queue with `Arc` wakers, and a
+//!   thread-parking `block_on` (vs tokio's current-thread runtime);
 //! - [`SpinLock`]: a test-and-test-and-set lock (vs `std::sync::Mutex`, `parking_lot::Mutex`);
 //! - [`OnceSlot`]: a value published once through a Release/Acquire flag (vs `std::sync::OnceLock`);
 //! - [`ThreadPool`]: a fixed set of worker threads fed by a channel (vs `rayon::ThreadPool`);
 //! - [`WaitForGraph`]: who holds which lock and who waits for it, and the cycle that is a deadlock.
 
+#[cfg(feature = "async_basics")]
+pub mod executor;
 pub mod once_slot;
 pub mod spin_lock;
 mod sync;
@@ -14,6 +18,10 @@ mod sync;
 pub mod thread_pool;
 pub mod wait_for;
 
+#[cfg(feature = "async_basics")]
+pub use executor::{
+    ExecError, ExecStats, JoinError, JoinHandle, MiniExecutor, Spawner, TimedOut, block_on, block_on_timeout, yield_now,
+};
 pub use once_slot::OnceSlot;
 pub use spin_lock::{SpinGuard, SpinLock};
 #[cfg(feature = "threads")]
