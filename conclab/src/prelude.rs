@@ -40,5 +40,8 @@ pub use crate::primitives::executor::{
 };
 #[cfg(feature = "features")]
 pub use crate::send_sync_table;
+/// The `futures` crate, so cells can write `futures::channel::oneshot`, `futures::join!`.
+#[cfg(feature = "async_basics")]
+pub use futures;
 #[cfg(feature = "rt")]
 pub use tokio;

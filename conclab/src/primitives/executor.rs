@@ -156,9 +156,16 @@ impl fmt::Debug for TimedOut {
 
 impl std::error::Error for TimedOut {}
 
+impl TimedOut {
+    /// Shows the error as a red box (rich output: it cannot be lost the way stderr can).
+    pub fn evcxr_display(&self) {
+        crate::lab::report::error_box("TimedOut", &self.to_string())
+    }
+}
+
 impl crate::lab::Rich for TimedOut {
     fn evcxr_display(&self) {
-        crate::lab::report::error_box("TimedOut", &self.to_string())
+        TimedOut::evcxr_display(self)
     }
 }
 
@@ -395,6 +402,20 @@ impl fmt::Display for ExecStats {
     }
 }
 
+impl ExecStats {
+    /// Shows the counters as one line of text in a notebook; a cell that ends in
+    /// `ex.run()` shows them, or the error box of an [`ExecError`].
+    pub fn evcxr_display(&self) {
+        crate::lab::display::emit(&[("text/plain", &self.to_string())]);
+    }
+}
+
+impl crate::lab::Rich for ExecStats {
+    fn evcxr_display(&self) {
+        ExecStats::evcxr_display(self)
+    }
+}
+
 /// Why [`MiniExecutor::run`] returned before every task had finished.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -459,9 +480,16 @@ impl fmt::Debug for ExecError {
 
 impl std::error::Error for ExecError {}
 
+impl ExecError {
+    /// Shows the error as a red box (rich output: it cannot be lost the way stderr can).
+    pub fn evcxr_display(&self) {
+        crate::lab::report::error_box("ExecError", &self.to_string())
+    }
+}
+
 impl crate::lab::Rich for ExecError {
     fn evcxr_display(&self) {
-        crate::lab::report::error_box("ExecError", &self.to_string())
+        ExecError::evcxr_display(self)
     }
 }
 
@@ -1208,6 +1236,9 @@ mod tests {
         let e = ExecError::Lost { lost: 2, stats: ExecStats::default() };
         assert!(format!("{e:?}").starts_with("ExecError: 2 task(s)"));
         assert!(JoinError::Cancelled.to_string().contains("dropped before it finished"));
+        // A cell that ends in `ex.run()` shows the counters or the red error box.
+        fn rich<T: crate::lab::Rich>() {}
+        rich::<Result<ExecStats, ExecError>>();
     }
 }
 
