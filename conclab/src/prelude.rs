@@ -2,6 +2,7 @@
 
 #[cfg(feature = "async_basics")]
 pub use crate::experiments::async_basics::control_flow::{AwaitFlow, AwaitFlowReport, Flow, await_flow};
+pub use crate::experiments::async_basics::executors::{Executors, ExecutorsReport, executors};
 #[cfg(feature = "async_basics")]
 pub use crate::experiments::async_basics::exercises::{FETCH_MS, Fetcher, check_concurrent_fetches, check_third_poll};
 #[cfg(feature = "async_basics")]
@@ -46,6 +47,10 @@ pub use crate::lab::{
     Figure, LabError, Legend, MachineCard, ParamError, Point, Report, ReportResult, Rich, RunError, Sampling, Scale,
     Series, Stats, Style, Table, Verdict, cores, one_line_panics,
 };
+#[cfg(feature = "async_basics")]
+pub use crate::primitives::executor::{
+    ExecError, ExecStats, JoinError, JoinHandle, MiniExecutor, Spawner, TimedOut, block_on, block_on_timeout, yield_now,
+};
 /// The `Future` trait by hand (notebook 04): hand-written futures, polling by hand, tracing.
 #[cfg(feature = "async_basics")]
 pub use crate::primitives::future::{
@@ -54,5 +59,8 @@ pub use crate::primitives::future::{
 };
 #[cfg(feature = "features")]
 pub use crate::send_sync_table;
+/// The `futures` crate, so cells can write `futures::channel::oneshot`, `futures::join!`.
+#[cfg(feature = "async_basics")]
+pub use futures;
 #[cfg(feature = "rt")]
 pub use tokio;

@@ -32,6 +32,7 @@ fn quick(name: &str) -> &'static [(&'static str, &'static str)] {
         "deadlock" => &[("hold_ms", "10"), ("check_ms", "3")],
         "lock-strategies" => &[("threads", "2"), ("duration_ms", "10"), ("samples", "1")],
         "philosophers" => &[("duration_ms", "60"), ("reach_us", "1000")],
+        "executors" => &[("tasks", "1,100"), ("yields", "10"), ("samples", "1")],
         "overlap" => &[("tasks", "4"), ("threads", "1,4"), ("work_ms", "1"), ("wait_ms", "2"), ("samples", "1")],
         "poll-trace" => &[("a_ms", "2"), ("b_ms", "6")],
         "future-sizes" => &[("array_bytes", "64")],
