@@ -153,7 +153,8 @@ impl Report for SpawnCostReport {
         // the largest of 4..=16 (all on stacks from glibc's cache, which holds about 19;
         // a single thread also pays for its lone wake-up), else the smallest of at least 4.
         let short = counts.iter().rev().find(|&&c| (4..=16).contains(&c) && c < last);
-        if let Some(&small) = short.or_else(|| counts.iter().find(|&&c| c >= 4 && c < last))
+        let short = short.or_else(|| counts.iter().find(|&&c| c >= 4 && c < last)).copied();
+        if let Some(small) = short
             && let (Some(a), Some(b)) = (self.stats(THREAD, small), self.stats(THREAD, last))
         {
             out.push(compare(
@@ -172,6 +173,20 @@ impl Report for SpawnCostReport {
                 &format!("Per task in a batch of {first}"),
                 a,
                 &format!("in a batch of {last}"),
+                b,
+                " µs",
+            ));
+        }
+        // The left end of the thread line: a lone thread has nothing to overlap its
+        // wake-ups with (and on a busy machine, its wait for a CPU).
+        if let Some(other) = short.or(Some(last))
+            && first < other
+            && let (Some(a), Some(b)) = (self.stats(THREAD, first), self.stats(THREAD, other))
+        {
+            out.push(compare(
+                &format!("Per thread in a batch of {first}"),
+                a,
+                &format!("in a batch of {other}"),
                 b,
                 " µs",
             ));
@@ -279,6 +294,8 @@ mod tests {
         assert_eq!(r.table().rows.len(), 2);
         assert!(r.figure().to_svg().contains("<svg"));
         assert!(r.figure().x_label.contains("3 samples each; tokio: 2 workers"));
+        let f = r.findings();
+        assert!(f.iter().any(|x| x.text.starts_with("Per thread in a batch of 1")), "{f:?}");
         assert!(r.table().to_text().contains("counts = [1, 64], samples = 3"), "{}", r.table().to_text());
     }
 }
