@@ -177,17 +177,21 @@ impl Report for SpawnCostReport {
                 " µs",
             ));
         }
-        // The left end of the thread line: a lone thread has nothing to overlap its
-        // wake-ups with (and on a busy machine, its wait for a CPU).
-        if let Some(other) = short.or(Some(last))
-            && first < other
-            && let (Some(a), Some(b)) = (self.stats(THREAD, first), self.stats(THREAD, other))
+        // A short batch far above the rest of the thread line (the longest batch is
+        // compared above): on a busy machine a few threads wait for a CPU, and nothing
+        // overlaps those waits.
+        let threads: Vec<(usize, &Stats)> = counts.iter().filter_map(|&c| Some((c, self.stats(THREAD, c)?))).collect();
+        let peak = threads.iter().max_by(|a, b| a.1.median.total_cmp(&b.1.median));
+        let low = threads.iter().min_by(|a, b| a.1.median.total_cmp(&b.1.median));
+        if let (Some(&(pc, p)), Some(&(lc, l))) = (peak, low)
+            && pc != last
+            && p.median > 2.0 * l.median
         {
             out.push(compare(
-                &format!("Per thread in a batch of {first}"),
-                a,
-                &format!("in a batch of {other}"),
-                b,
+                &format!("Per thread in a batch of {pc} (the costliest)"),
+                p,
+                &format!("in a batch of {lc} (the cheapest)"),
+                l,
                 " µs",
             ));
         }
@@ -283,6 +287,31 @@ mod tests {
     }
 
     #[test]
+    fn a_short_batch_far_above_the_rest_gets_a_finding() {
+        let st = |m: f64| Stats { n: 7, median: m, p25: m * 0.9, p75: m * 1.1, min: m, max: m, mean: m, cv: 0.1 };
+        let row = |kind, count, m| SpawnRow { kind, count, micros_per_spawn: st(m) };
+        let report = |peak_at_4: f64| SpawnCostReport {
+            params: SpawnCost { counts: vec![1, 4, 16, 1024], samples: 7, workers: 2 },
+            rows: vec![
+                row(THREAD, 1, 28.0),
+                row(THREAD, 4, peak_at_4),
+                row(THREAD, 16, 18.0),
+                row(THREAD, 1024, 52.0),
+                row(TASK, 1, 9.0),
+                row(TASK, 4, 9.0),
+                row(TASK, 16, 1.3),
+                row(TASK, 1024, 0.5),
+            ],
+            load: Load { seconds: 1.0, others_share: Some(0.5), steal_share: Some(0.0) },
+        };
+        let f = report(952.0).findings();
+        assert!(f.iter().any(|x| x.text.starts_with("Per thread in a batch of 4 (the costliest): 952")), "{f:?}");
+        // No outlier (the longest batch is the costliest): no such finding.
+        let f = report(30.0).findings();
+        assert!(!f.iter().any(|x| x.text.contains("the costliest")), "{f:?}");
+    }
+
+    #[test]
     fn one_row_per_kind_and_count_and_threads_cost_more() {
         let p = SpawnCost { counts: vec![1, 64], samples: 3, workers: 2 };
         let r = spawn_cost(&p).unwrap();
@@ -294,8 +323,6 @@ mod tests {
         assert_eq!(r.table().rows.len(), 2);
         assert!(r.figure().to_svg().contains("<svg"));
         assert!(r.figure().x_label.contains("3 samples each; tokio: 2 workers"));
-        let f = r.findings();
-        assert!(f.iter().any(|x| x.text.starts_with("Per thread in a batch of 1")), "{f:?}");
         assert!(r.table().to_text().contains("counts = [1, 64], samples = 3"), "{}", r.table().to_text());
     }
 }
