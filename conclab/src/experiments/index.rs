@@ -153,7 +153,8 @@ impl Report for SpawnCostReport {
         // the largest of 4..=16 (all on stacks from glibc's cache, which holds about 19;
         // a single thread also pays for its lone wake-up), else the smallest of at least 4.
         let short = counts.iter().rev().find(|&&c| (4..=16).contains(&c) && c < last);
-        if let Some(&small) = short.or_else(|| counts.iter().find(|&&c| c >= 4 && c < last))
+        let short = short.or_else(|| counts.iter().find(|&&c| c >= 4 && c < last)).copied();
+        if let Some(small) = short
             && let (Some(a), Some(b)) = (self.stats(THREAD, small), self.stats(THREAD, last))
         {
             out.push(compare(
@@ -173,6 +174,24 @@ impl Report for SpawnCostReport {
                 a,
                 &format!("in a batch of {last}"),
                 b,
+                " µs",
+            ));
+        }
+        // A short batch far above the rest of the thread line (the longest batch is
+        // compared above): on a busy machine a few threads wait for a CPU, and nothing
+        // overlaps those waits.
+        let threads: Vec<(usize, &Stats)> = counts.iter().filter_map(|&c| Some((c, self.stats(THREAD, c)?))).collect();
+        let peak = threads.iter().max_by(|a, b| a.1.median.total_cmp(&b.1.median));
+        let low = threads.iter().min_by(|a, b| a.1.median.total_cmp(&b.1.median));
+        if let (Some(&(pc, p)), Some(&(lc, l))) = (peak, low)
+            && pc != last
+            && p.median > 2.0 * l.median
+        {
+            out.push(compare(
+                &format!("Per thread in a batch of {pc} (the costliest)"),
+                p,
+                &format!("in a batch of {lc} (the cheapest)"),
+                l,
                 " µs",
             ));
         }
@@ -265,6 +284,31 @@ mod tests {
             let e = spawn_cost(&p).unwrap_err();
             assert!(e.to_string().contains("must be"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_short_batch_far_above_the_rest_gets_a_finding() {
+        let st = |m: f64| Stats { n: 7, median: m, p25: m * 0.9, p75: m * 1.1, min: m, max: m, mean: m, cv: 0.1 };
+        let row = |kind, count, m| SpawnRow { kind, count, micros_per_spawn: st(m) };
+        let report = |peak_at_4: f64| SpawnCostReport {
+            params: SpawnCost { counts: vec![1, 4, 16, 1024], samples: 7, workers: 2 },
+            rows: vec![
+                row(THREAD, 1, 28.0),
+                row(THREAD, 4, peak_at_4),
+                row(THREAD, 16, 18.0),
+                row(THREAD, 1024, 52.0),
+                row(TASK, 1, 9.0),
+                row(TASK, 4, 9.0),
+                row(TASK, 16, 1.3),
+                row(TASK, 1024, 0.5),
+            ],
+            load: Load { seconds: 1.0, others_share: Some(0.5), steal_share: Some(0.0) },
+        };
+        let f = report(952.0).findings();
+        assert!(f.iter().any(|x| x.text.starts_with("Per thread in a batch of 4 (the costliest): 952")), "{f:?}");
+        // No outlier (the longest batch is the costliest): no such finding.
+        let f = report(30.0).findings();
+        assert!(!f.iter().any(|x| x.text.contains("the costliest")), "{f:?}");
     }
 
     #[test]

@@ -12,7 +12,8 @@ use serde::Serialize;
 pub enum Sure {
     /// The effect is larger than the spread: the quartile ranges do not overlap.
     Clear,
-    /// The data lean this way, but the spreads overlap: re-run or take more samples.
+    /// The data lean this way, but the spreads overlap (or there are too few samples to
+    /// have a spread): re-run or take more samples.
     Unclear,
     /// A count, a condition or a caution rather than a comparison.
     Note,
@@ -40,15 +41,20 @@ impl Finding {
     pub fn line(&self) -> String {
         match self.sure {
             Sure::Clear => self.text.clone(),
-            Sure::Unclear => format!("{} (not clear: the spreads overlap)", self.text),
+            Sure::Unclear => format!("{} (not clear: the spreads overlap, or too few samples to tell)", self.text),
             Sure::Note => self.text.clone(),
         }
     }
 }
 
-/// Whether the p25–p75 ranges of two summaries are apart.
+/// Fewest samples whose p25–p75 range says anything about the spread.
+pub const MIN_SAMPLES: usize = 3;
+
+/// Whether the p25–p75 ranges of two summaries are apart. Never with fewer than
+/// [`MIN_SAMPLES`] on either side: one sample's "range" is a point, and two points apart
+/// say nothing about how far repeated runs would scatter.
 pub fn separated(a: &Stats, b: &Stats) -> bool {
-    a.p75 < b.p25 || b.p75 < a.p25
+    a.n >= MIN_SAMPLES && b.n >= MIN_SAMPLES && (a.p75 < b.p25 || b.p75 < a.p25)
 }
 
 /// "`a_name` took 4.7 µs, 8.3× less than `b_name` (39 µs)": the two medians, their ratio,
@@ -100,7 +106,7 @@ pub fn count_in(what: &str, count: u64, trials: u64, unit: &str) -> Finding {
         Finding::note(format!(
             "{what}: 0 in {} {unit} — at 95 % confidence fewer than {} per {} {unit}",
             group(trials),
-            fmt_num(3.0 * per(trials) as f64 / trials as f64),
+            fmt_num(zero_bound(trials) * per(trials) as f64),
             group(per(trials))
         ))
     } else {
@@ -111,6 +117,14 @@ pub fn count_in(what: &str, count: u64, trials: u64, unit: &str) -> Finding {
             fmt_num(100.0 * count as f64 / trials as f64)
         ))
     }
+}
+
+/// The 95 % upper bound of a rate after 0 events in `trials`: the rule of three (3 /
+/// trials) from 30 trials on, below that the exact 1 − 0.05^(1/trials) (the rule of
+/// three would claim more than certainty: "fewer than 3 000 per 1 000" after one trial).
+fn zero_bound(trials: u64) -> f64 {
+    let n = trials.max(1) as f64;
+    if trials >= 30 { 3.0 / n } else { 1.0 - 0.05f64.powf(1.0 / n) }
 }
 
 /// A round "per" base for rates: 1 000, 1 000 000, … at least as large as `trials`.
@@ -153,6 +167,11 @@ mod tests {
         assert!(f.line().contains("not clear"));
         let f = compare("a", &st(10.0, 9.0, 11.0), "b", &st(10.2, 9.0, 11.0), " ms");
         assert!(f.text.contains("about equal"), "{}", f.text);
+        // One sample each: far apart, but nothing says how far repeated runs scatter.
+        let one = |m: f64| Stats { n: 1, ..st(m, m, m) };
+        let f = compare("a", &one(5.0), "b", &one(40.0), " µs");
+        assert_eq!(f.sure, Sure::Unclear);
+        assert!(f.line().contains("too few samples"), "{}", f.line());
     }
 
     #[test]
@@ -167,5 +186,8 @@ mod tests {
         let w = |r| change_words(r, 0.1, "same", |x| format!("rose {x}×"), |x| format!("fell {x}×"));
         assert_eq!((w(1.05), w(2.0), w(0.5)), ("same".into(), "rose 2×".into(), "fell 2×".into()));
         assert!(count_in("stale", 0, 5_000, "observations").text.contains("0 in 5 000 observations"));
+        // One trial bounds the rate below 95 %, not below 300 %.
+        let f = count_of("lost", 0, 1);
+        assert!(f.text.contains("fewer than 950 per 1 000"), "{}", f.text);
     }
 }

@@ -1,5 +1,5 @@
 //! Small views of the operating system that experiments report: thread ids, the CPU a
-//! thread runs on, and context-switch counters.
+//! thread runs on, its CPU time, and context-switch counters.
 
 use serde::Serialize;
 
@@ -19,6 +19,27 @@ pub fn pid() -> i64 {
 pub fn current_cpu() -> i64 {
     // SAFETY: sched_getcpu has no preconditions.
     unsafe { libc::sched_getcpu() as i64 }
+}
+
+/// CPU time the calling thread has used so far, in seconds (`CLOCK_THREAD_CPUTIME_ID`;
+/// 0 if unknown). Next to wall time it tells whether a thread ran or waited for a CPU.
+pub fn thread_cpu_seconds() -> f64 {
+    // SAFETY: an all-zero timespec is a valid value; clock_gettime only writes into it.
+    let mut t: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: t is a valid, writable timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } != 0 {
+        return 0.0;
+    }
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+/// Whether the kernel groups tasks by session before it shares the CPUs ("autogroup",
+/// `/proc/sys/kernel/sched_autogroup_enabled`); `None` where that cannot be read. With it
+/// on, a busy machine's CPU time is shared between sessions first and only then between
+/// a session's threads, so a process does not get more of it by running more threads.
+pub fn autogroup_enabled() -> Option<bool> {
+    let s = std::fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled").ok()?;
+    Some(s.trim() != "0")
 }
 
 /// Context switches of one thread (or a process): voluntary ones happen when it blocks

@@ -4,7 +4,7 @@
 //! [`run_for`] runs n workers for a fixed time and counts their operations.
 
 use crate::lab::RunError;
-use crate::lab::os::Switches;
+use crate::lab::os::{Switches, thread_cpu_seconds};
 use serde::Serialize;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -147,20 +147,31 @@ where
     })
 }
 
-/// What a [`run_for`] measured: each worker's operation count and own running time, and
-/// the context switches of all workers together.
+/// What a [`run_for`] measured: each worker's operation count, own running time (wall)
+/// and CPU time, and the context switches of all workers together.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Run {
     pub ops: Vec<u64>,
     pub secs: Vec<f64>,
+    /// CPU time each worker used while it ran (less than its `secs` when it waited for a CPU).
+    pub cpu_secs: Vec<f64>,
     pub switches: Switches,
 }
 
 impl Run {
-    /// Total throughput in millions of operations per second: the sum of every worker's
-    /// own rate, so a worker that started late is not charged for the wait.
+    /// Total throughput in millions of operations per second: every worker's operations
+    /// over the window in which they counted (the longest worker's running time). Not the
+    /// sum of each worker's own rate: on a busy machine the scheduler starts workers
+    /// milliseconds apart, and a worker that counted only for the last few milliseconds
+    /// would add a full rate it never kept up — more threads would look faster.
     pub fn mops(&self) -> f64 {
-        self.ops.iter().zip(&self.secs).map(|(o, s)| if *s > 0.0 { *o as f64 / s } else { 0.0 }).sum::<f64>() / 1e6
+        let window = self.window();
+        if window > 0.0 { self.ops.iter().sum::<u64>() as f64 / window / 1e6 } else { 0.0 }
+    }
+
+    /// The longest worker's running time, in seconds: the window the workers counted in.
+    pub fn window(&self) -> f64 {
+        self.secs.iter().copied().fold(0.0, f64::max)
     }
 
     /// Fewest operations of a worker divided by most (1 = perfectly even; 0 = someone starved).
@@ -174,6 +185,14 @@ impl Run {
     pub fn thread_seconds(&self) -> f64 {
         self.secs.iter().sum()
     }
+
+    /// How many CPUs' worth of time the workers got together: their CPU time over the
+    /// window they counted in. n workers each on a CPU of its own make n; n workers taking
+    /// turns on one CPU (or squeezed by other processes) make about 1 or less.
+    pub fn cpus_used(&self) -> f64 {
+        let window = self.window();
+        if window > 0.0 { (self.cpu_secs.iter().sum::<f64>() / window).min(self.secs.len() as f64) } else { 0.0 }
+    }
 }
 
 /// Operations per stop-flag check: keeps the check out of the measured cost while bounding
@@ -181,7 +200,7 @@ impl Run {
 pub const BATCH: u64 = 64;
 
 /// Runs `op` in batches until `stop` is set; returns how many times it ran. At least one
-/// batch runs, so a worker the scheduler started late still measures a rate.
+/// batch runs, so a worker the scheduler started late still reports what it did.
 #[inline]
 pub fn batched(stop: &AtomicBool, mut op: impl FnMut()) -> u64 {
     let mut n = 0;
@@ -218,9 +237,11 @@ where
                     std::thread::yield_now();
                 }
                 let before = Switches::this_thread();
+                let cpu = thread_cpu_seconds();
                 let t = Instant::now();
                 let ops = body(i, stop);
-                (ops, t.elapsed().as_secs_f64(), Switches::this_thread().since(before))
+                let secs = t.elapsed().as_secs_f64();
+                (ops, secs, thread_cpu_seconds() - cpu, Switches::this_thread().since(before))
             });
             match spawned {
                 Ok(h) => handles.push(h),
@@ -244,9 +265,10 @@ where
         let mut run = Run::default();
         for h in handles {
             match h.join() {
-                Ok((ops, secs, sw)) => {
+                Ok((ops, secs, cpu, sw)) => {
                     run.ops.push(ops);
                     run.secs.push(secs);
+                    run.cpu_secs.push(cpu);
                     run.switches = run.switches + sw;
                 }
                 Err(_) => failed = failed.or(Some("a worker thread panicked".into())),
@@ -313,6 +335,15 @@ mod tests {
     }
 
     #[test]
+    fn a_late_worker_does_not_count_as_a_full_rate() {
+        // Two workers at the same speed, one started 9 ms late: 1 100 operations in a 10 ms
+        // window are 0.11 M/s, not the 0.2 M/s their own rates add up to.
+        let r = Run { ops: vec![1000, 100], secs: vec![0.010, 0.001], cpu_secs: vec![0.010, 0.001], ..Run::default() };
+        assert!((r.mops() - 0.11).abs() < 1e-9, "{}", r.mops());
+        assert!((r.cpus_used() - 1.1).abs() < 1e-9, "{}", r.cpus_used());
+    }
+
+    #[test]
     fn run_for_counts_and_joins() {
         let r = run_for(3, Duration::from_millis(20), |i, stop| {
             batched(stop, || {
@@ -323,5 +354,7 @@ mod tests {
         assert_eq!(r.ops.len(), 3);
         assert!(r.ops.iter().all(|o| *o > 0 && o % BATCH == 0));
         assert!(r.mops() > 0.0 && r.fairness() > 0.0 && r.fairness() <= 1.0);
+        assert_eq!(r.cpu_secs.len(), 3);
+        assert!(r.cpus_used() > 0.0 && r.cpus_used() <= 3.0, "{}", r.cpus_used());
     }
 }

@@ -79,8 +79,12 @@ impl Histogram {
 pub struct HistogramRow {
     pub way: HistogramWay,
     pub threads: usize,
-    /// Million values counted per second (the sum of every thread's own rate), over the samples.
+    /// Million values counted per second (all threads' values over the window they counted in), over the samples.
     pub mops: Stats,
+    /// CPUs' worth of time the counting threads got together (their CPU time over the
+    /// window they counted in), over the samples: about `threads` when each had a CPU of
+    /// its own, less when they took turns or other processes took part of the CPUs.
+    pub cpus: Stats,
     /// Whether every sample's histogram summed to exactly the values the threads counted.
     pub exact: bool,
 }
@@ -93,6 +97,8 @@ pub struct HistogramReport {
     pub rows: Vec<HistogramRow>,
     /// How busy the machine was while this ran.
     pub load: Load,
+    /// Whether Linux shares CPU time between sessions first (autogroup); `None` if unknown.
+    pub autogroup: Option<bool>,
 }
 
 /// Counts pseudo-random values into `buckets` counters for `duration_ms` on each thread
@@ -109,19 +115,21 @@ pub fn histogram(p: &Histogram) -> Result<HistogramReport, LabError> {
     for way in HistogramWay::ALL.iter().copied().filter(|w| p.ways.contains(w)) {
         for &t in &p.threads {
             let mut exact = true;
-            let mut rates = Vec::new();
+            let (mut rates, mut cpus) = (Vec::new(), Vec::new());
             for i in 0..=p.samples {
                 let (h, run) = count(way, t, duration, p.buckets).map_err(threads_error(t))?;
                 exact &= h.iter().sum::<u64>() == run.ops.iter().sum::<u64>();
                 if i > 0 {
                     rates.push(run.mops());
+                    cpus.push(run.cpus_used());
                 }
             }
-            rows.push(HistogramRow { way, threads: t, mops: Stats::of(&rates), exact });
+            rows.push(HistogramRow { way, threads: t, mops: Stats::of(&rates), cpus: Stats::of(&cpus), exact });
             progress.step()?;
         }
     }
-    Ok(HistogramReport { params: p.clone(), cores: cores(), rows, load: probe.finish() })
+    let autogroup = crate::lab::os::autogroup_enabled();
+    Ok(HistogramReport { params: p.clone(), cores: cores(), rows, load: probe.finish(), autogroup })
 }
 
 /// One run of one way: the histogram, and what each counting thread did (values counted,
@@ -259,6 +267,63 @@ fn ratio_finding(way: &str, a: &HistogramRow, b: &HistogramRow) -> Finding {
     if separated(&a.mops, &b.mops) || (r - 1.0).abs() < 0.1 { Finding::clear(text) } else { Finding::unclear(text) }
 }
 
+/// Why shards (which share nothing) did or did not grow from `a` to `b` threads, from the
+/// CPU time its threads got: parallel CPUs, turns on fewer CPUs, or CPUs that did not add
+/// throughput although each thread had one.
+fn shards_cpu_finding(a: &HistogramRow, b: &HistogramRow, cores: usize, autogroup: Option<bool>) -> Finding {
+    let (ca, cb) = (a.cpus.median, b.cpus.median);
+    let growth = b.mops.median / a.mops.median.max(1e-12);
+    let per_cpu = |r: &HistogramRow| r.mops.median / r.cpus.median.max(1e-6);
+    let free = b.threads.min(cores) as f64;
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let head = format!(
+        "shards, CPU time: its counting threads had {} CPUs' worth at {} threads and {} at {} thread{} \
+         (of {cores} CPUs), and counted {} M values per CPU-second at {} and {} M at {}",
+        fmt_num(cb),
+        b.threads,
+        fmt_num(ca),
+        a.threads,
+        plural(a.threads),
+        fmt_num(per_cpu(b)),
+        b.threads,
+        fmt_num(per_cpu(a)),
+        a.threads,
+    );
+    let why = if cb < 0.75 * free {
+        let mut cause = "other processes held the CPUs (see the load finding) or the scheduler kept the threads \
+                         on one CPU"
+            .to_string();
+        if autogroup == Some(true) && cb < 1.25 * ca {
+            cause += "; with autogroup on here, Linux shares a busy machine between sessions before threads, \
+                      so more threads got this process little or no more CPU time";
+        }
+        format!(
+            "so the {} threads took turns instead of running side by side — {cause} — and the {}× \
+             is not what {} free CPUs would give",
+            b.threads,
+            fmt_num(growth),
+            b.threads.min(cores)
+        )
+    } else if growth < 0.75 * free {
+        format!(
+            "each thread had a CPU, yet the rate grew only {}×: the CPUs did not add throughput \
+             (virtual CPUs that share one physical core, or a slower clock with more cores busy)",
+            fmt_num(growth)
+        )
+    } else if ca < 0.9 * a.threads.min(cores) as f64 {
+        format!(
+            "part of the {}× is CPU time taken from other processes: at {} thread{} the counting got \
+             less than a CPU per thread",
+            fmt_num(growth),
+            a.threads,
+            plural(a.threads)
+        )
+    } else {
+        format!("each thread had a CPU of its own and the rate grew {}× with them", fmt_num(growth))
+    };
+    Finding::note(format!("{head}: {why}"))
+}
+
 impl Report for HistogramReport {
     fn findings(&self) -> Vec<Finding> {
         let mut out = Vec::new();
@@ -280,6 +345,9 @@ impl Report for HistogramReport {
                 if let (Some(a), Some(b)) = (self.row(w, 1), self.row(w, k)) {
                     out.push(ratio_finding(w.name(), a, b));
                 }
+            }
+            if let (Some(a), Some(b)) = (self.row(HistogramWay::Shards, 1), self.row(HistogramWay::Shards, k)) {
+                out.push(shards_cpu_finding(a, b, self.cores, self.autogroup));
             }
             // Past one thread per CPU.
             let top = self.params.threads.iter().copied().max().unwrap_or(k);
@@ -339,7 +407,7 @@ impl Report for HistogramReport {
     fn table(&self) -> Table {
         let mut t = Table::new(
             "Five ways to count into a histogram",
-            &["way", "threads", "Mvalues/s", "p25–p75", "exact total"],
+            &["way", "threads", "Mvalues/s", "p25–p75", "CPUs' worth", "exact total"],
         );
         for r in &self.rows {
             t.row(vec![
@@ -347,11 +415,13 @@ impl Report for HistogramReport {
                 r.threads.to_string(),
                 fmt_num(r.mops.median),
                 r.mops.quartile_range(),
+                fmt_num(r.cpus.median),
                 if r.exact { "yes" } else { "NO" }.into(),
             ]);
         }
         t.note(format!(
-            "{} ms of counting per sample into {} buckets, {} samples; channel adds one owner thread.",
+            "{} ms of counting per sample into {} buckets, {} samples; channel adds one owner thread. \
+             CPUs' worth: the counting threads' CPU time over the time they counted (median).",
             self.params.duration_ms, self.params.buckets, self.params.samples
         ));
         t
@@ -374,6 +444,29 @@ mod tests {
         }
     }
 
+    fn row(threads: usize, mops: f64, cpus: f64) -> HistogramRow {
+        let st = |m: f64| Stats { n: 5, median: m, p25: m, p75: m, min: m, max: m, mean: m, cv: 0.0 };
+        HistogramRow { way: HistogramWay::Shards, threads, mops: st(mops), cpus: st(cpus), exact: true }
+    }
+
+    #[test]
+    fn shards_finding_tells_turns_from_cpus_that_add_nothing() {
+        // Flat, and the two threads had one CPU's worth of time: they took turns.
+        let f = shards_cpu_finding(&row(1, 400.0, 0.99), &row(2, 405.0, 1.0), 2, Some(false));
+        assert!(f.text.contains("took turns") && f.text.contains("1.01×"), "{}", f.text);
+        assert!(!f.text.contains("autogroup"), "{}", f.text);
+        let f = shards_cpu_finding(&row(1, 300.0, 0.73), &row(2, 270.0, 0.66), 2, Some(true));
+        assert!(f.text.contains("took turns") && f.text.contains("autogroup on"), "{}", f.text);
+        // Flat although each thread had a CPU: the CPUs added nothing.
+        let f = shards_cpu_finding(&row(1, 400.0, 0.99), &row(2, 410.0, 1.97), 2, None);
+        assert!(f.text.contains("each thread had a CPU, yet"), "{}", f.text);
+        // Doubled, but one thread had only half a CPU: CPU time taken from others.
+        let f = shards_cpu_finding(&row(1, 200.0, 0.5), &row(2, 390.0, 1.9), 2, None);
+        assert!(f.text.contains("taken from other processes"), "{}", f.text);
+        let f = shards_cpu_finding(&row(1, 400.0, 1.0), &row(2, 790.0, 1.98), 2, None);
+        assert!(f.text.contains("a CPU of its own") && f.text.contains("1.98×"), "{}", f.text);
+    }
+
     #[test]
     fn report_has_a_row_per_way_and_count_and_findings() {
         let p = Histogram { threads: vec![1, 2], duration_ms: 10, samples: 1, ..Default::default() };
@@ -383,6 +476,8 @@ mod tests {
         let f = r.findings();
         assert!(f.iter().any(|x| x.text.starts_with("Fastest at 2 threads")), "{f:?}");
         assert!(f.iter().any(|x| x.text.starts_with("shards at 2 threads")), "{f:?}");
+        assert!(f.iter().any(|x| x.text.starts_with("shards, CPU time:")), "{f:?}");
+        assert!(r.rows.iter().all(|x| x.cpus.median > 0.0 && x.cpus.median <= x.threads as f64 + 1e-9));
         assert!(f.iter().any(|x| x.text.contains("counted exactly")), "{f:?}");
         assert!(f.last().unwrap().text.to_lowercase().contains("machine"), "{f:?}");
         let e =

@@ -312,10 +312,17 @@ impl Report for RaceReport {
         )
         .linear_y()
         .legend(crate::lab::Legend::LowerRight);
+        // The one-CPU line and the atomic's often both sit at 0: each is drawn a little
+        // to one side of its thread count, so that neither hides the other.
+        const NUDGE: f64 = 0.06;
         for placement in RacePlacement::ALL {
+            let dx = if *placement == RacePlacement::OneCpu { -NUDGE } else { 0.0 };
             let pts: Vec<Point> = self
                 .rows_of(*placement)
-                .map(|r| Point::spread(r.threads as f64, r.lost_percent.mean, r.lost_percent.min, r.lost_percent.max))
+                .map(|r| {
+                    let x = r.threads as f64 + dx;
+                    Point::spread(x, r.lost_percent.mean, r.lost_percent.min, r.lost_percent.max)
+                })
                 .collect();
             if !pts.is_empty() {
                 let name = match placement {
@@ -331,12 +338,13 @@ impl Report for RaceReport {
             .iter()
             .map(|&t| {
                 let lossy = self.rows.iter().any(|r| r.threads == t && r.atomic_lossy_runs > 0);
-                Point::new(t as f64, if lossy { f64::NAN } else { 0.0 })
+                Point::new(t as f64 + NUDGE, if lossy { f64::NAN } else { 0.0 })
             })
             .collect();
         f = f.series(Series::new("AtomicU64::fetch_add (0 = exact every run)", Style::Measured, atomic));
         f = f.note(format!(
-            "{} runs per point: the line is the mean loss, the bars span the smallest to the largest.",
+            "{} runs per point: the line is the mean loss, the bars span the smallest to the largest. \
+             One-CPU points are drawn just left of their thread count, atomic ones just right.",
             self.params.runs
         ));
         vec![super::caption_with_load(f, &self.load)]

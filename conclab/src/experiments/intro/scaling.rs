@@ -178,12 +178,15 @@ impl ScalingReport {
     pub fn headline(&self) -> String {
         let best = self.rows.iter().filter(|r| r.method == THREADS).max_by(|a, b| a.speedup.total_cmp(&b.speedup));
         match best {
-            Some(b) if self.cores > 1 => format!(
+            Some(b) if self.cores > 1 && b.threads > 1 => format!(
                 "Speedup peaks at {}× with {} threads ({} CPUs here)",
                 fmt_num(b.speedup),
                 b.threads,
                 self.cores
             ),
+            Some(_) if self.cores > 1 => {
+                format!("No thread count beat 1 thread here ({} CPUs; see the load finding)", self.cores)
+            }
             _ => format!("One CPU here: more threads cannot run at once ({} CPU)", self.cores),
         }
     }

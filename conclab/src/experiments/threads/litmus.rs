@@ -2,7 +2,7 @@
 //! hardware and compiler really produce under each memory ordering.
 
 use crate::lab::budget::{Progress, check_estimate};
-use crate::lab::findings::{compare, count_in, count_of, group};
+use crate::lab::findings::{change_words, count_in, count_of, group, separated};
 use crate::lab::rng::Rng;
 use crate::lab::wait::Stalled;
 use crate::lab::wait::spin_until;
@@ -118,7 +118,8 @@ pub struct SbRow {
     pub ordering: LitmusOrdering,
     /// Counts of each outcome (in [`OUTCOMES`] order), one array per run.
     pub counts: Vec<[u64; 4]>,
-    /// Each outcome's count per run, summarised over runs.
+    /// Each outcome's share of a run's trials (%), summarised over runs. Shares, not
+    /// counts: a run stopped early at its time limit did fewer trials than the others.
     pub outcome_stats: Vec<Stats>,
 }
 
@@ -188,8 +189,9 @@ pub fn litmus(p: &Litmus) -> Result<LitmusReport, LabError> {
                 store_buffering(kind, p, run as u64, Instant::now() + soft, Instant::now() + limit).map_err(stalled)?,
             );
         }
+        let share = |c: &[u64; 4], o: usize| 100.0 * c[o] as f64 / c.iter().sum::<u64>().max(1) as f64;
         let outcome_stats =
-            (0..4).map(|o| Stats::of(&counts.iter().map(|c| c[o] as f64).collect::<Vec<_>>())).collect();
+            (0..4).map(|o| Stats::of(&counts.iter().map(|c| share(c, o)).collect::<Vec<_>>())).collect();
         sb.push(SbRow { ordering: kind, counts, outcome_stats });
         progress.step()?;
         if p.message_passing {
@@ -396,7 +398,7 @@ fn message_passing(
 }
 
 impl LitmusReport {
-    /// Median count of (a=0, b=0) per run for `ordering`.
+    /// Median share (%) of a run's trials that ended a=0, b=0, for `ordering`.
     pub fn reordered_median(&self, ordering: LitmusOrdering) -> Option<f64> {
         self.sb.iter().find(|r| r.ordering == ordering).map(|r| r.outcome_stats[0].median)
     }
@@ -440,15 +442,25 @@ impl Report for LitmusReport {
             self.share(LitmusOrdering::SeqCst, 3),
             self.share(LitmusOrdering::Relaxed, 3),
         ) {
-            let mut f = compare(
-                "a=1, b=1 per run under SeqCst",
-                &sc.outcome_stats[3],
-                "under Relaxed",
-                &rx.outcome_stats[3],
-                "",
+            // The shares of all trials (runs differ in length); how sure, from the runs' own shares.
+            let how = change_words(
+                a / b.max(1e-12),
+                0.1,
+                "about the same as",
+                |x| format!("{x}× as often as"),
+                |x| format!("{x}× less often than"),
             );
-            f.text.push_str(&format!(" ({} % vs {} % of the trials)", fmt_num(100.0 * a), fmt_num(100.0 * b)));
-            out.push(f);
+            let text = format!(
+                "a=1, b=1 under SeqCst: {} % of the trials, {how} under Relaxed ({} %)",
+                fmt_num(100.0 * a),
+                fmt_num(100.0 * b)
+            );
+            let (sa, sb) = (&sc.outcome_stats[3], &rx.outcome_stats[3]);
+            out.push(if separated(sa, sb) || (a / b.max(1e-12) - 1.0).abs() < 0.1 {
+                Finding::clear(text)
+            } else {
+                Finding::unclear(text)
+            });
         }
         let enough = |m: &&MpRow| m.observations >= MIN_MP_OBSERVATIONS;
         if !self.mp.is_empty() && self.mp.iter().all(|m| m.stale == 0 && m.observations >= MIN_MP_OBSERVATIONS) {
@@ -491,7 +503,10 @@ impl Report for LitmusReport {
         let mut f = Figure::bars(
             "Store buffering: does the 'impossible' a=0, b=0 happen?",
             "what the two loads read (a: thread A's read of y, b: thread B's read of x)",
-            &format!("outcomes per run of up to {} trials (median, p25–p75)", fmt_num(self.params.trials as f64)),
+            &format!(
+                "share of a run's trials (%; runs of up to {} trials; median, p25–p75)",
+                fmt_num(self.params.trials as f64)
+            ),
         )
         .log_y();
         // Outcomes on the x axis, orderings as colours: the reordered outcome comes first,
@@ -503,8 +518,8 @@ impl Report for LitmusReport {
                 f = f.bar(&group, kind_label(r.ordering), s.median, Some((s.p25, s.p75)));
             }
         }
-        if self.sb.iter().any(|r| r.reordered() == 0) {
-            let caption = format!("no bar: never observed · log scale · {}", f.caption);
+        if self.sb.iter().any(|r| r.outcome_stats.iter().any(|s| s.median <= 0.0)) {
+            let caption = format!("no dot: the median run saw none (totals in the table) · log scale · {}", f.caption);
             f = f.caption(caption);
         }
         let never: Vec<&str> = self.sb.iter().filter(|r| r.reordered() == 0).map(|r| kind_label(r.ordering)).collect();

@@ -376,10 +376,17 @@ impl Report for PhilosophersReport {
             ForkOrder::Ordered => "Lower-numbered fork first: does every philosopher keep eating?".to_string(),
             ForkOrder::Naive => "Left fork first: do the philosophers get stuck?".to_string(),
         };
-        let mut f = Figure::lines(&title, "time since dinner started (ms)", "meals eaten so far");
+        // A linear time axis: a steady eater is a straight line (on a log axis it would
+        // look like a meal rate that explodes at the end). Identical curves hide each
+        // other, so each name carries its meals.
+        let mut f = Figure::lines(&title, "time since dinner started (ms)", "meals eaten so far").linear_x();
         for (i, m) in self.meals.iter().enumerate() {
             let pts = self.times_ms.iter().zip(m).map(|(t, c)| Point::new(*t, *c as f64)).collect();
-            f = f.series(Series::new(format!("philosopher {i}"), Style::Measured, pts));
+            let name = match self.diners.get(i) {
+                Some(d) => format!("philosopher {i}: {} meal{}", d.meals, if d.meals == 1 { "" } else { "s" }),
+                None => format!("philosopher {i}"),
+            };
+            f = f.series(Series::new(name, Style::Measured, pts));
         }
         let locked: f64 = self.deadlocks.iter().map(|(a, b)| b - a).sum();
         f = f.note(format!(
