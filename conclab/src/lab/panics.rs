@@ -32,3 +32,12 @@ pub fn one_line_panics<T>(f: impl FnOnce() -> T) -> T {
     panic::set_hook(previous);
     out.unwrap_or_else(|p| panic::resume_unwind(p))
 }
+
+/// The text of a caught panic's payload (`panic!("…")` carries a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with a non-string payload".into())
+}

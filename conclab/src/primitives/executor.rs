@@ -13,6 +13,7 @@
 //! `futures::channel::oneshot` or a helper thread works anywhere).
 
 #[cfg(not(conclab_loom))]
+use crate::lab::panics::panic_message;
 use std::sync::{Arc, Mutex, MutexGuard};
 #[cfg(not(conclab_loom))]
 use std::thread::{Thread, current as current_thread};
@@ -734,14 +735,6 @@ impl MiniExecutor {
 enum Stop {
     Limit { waiting: bool },
     Panicked(String),
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic with a non-string payload".into())
 }
 
 impl Drop for MiniExecutor {

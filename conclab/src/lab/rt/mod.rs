@@ -28,6 +28,7 @@ mod spans;
 pub use gate::StartGate;
 pub use spans::{SpanRecorder, Spanned, TaskSpan, spans_figure};
 
+use crate::lab::panics::panic_message;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -305,14 +306,6 @@ enum Ended<T> {
     Done(T),
     TimedOut,
     Panicked(String),
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic with a non-string payload".into())
 }
 
 /// Runs `body()` on a fresh tokio runtime and returns its output.
