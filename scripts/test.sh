@@ -25,6 +25,12 @@ venv="${CONCLAB_VENV:-$root/.venv}"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 echo "== cargo fmt --check"; cargo fmt --all --check
 echo "== cargo clippy"; cargo clippy --workspace --all-targets --locked -- -D warnings
+# Each notebook's `:dep` line compiles conclab with only its own feature: every one must
+# build alone (a `pub use` without its `cfg` breaks every other notebook's first cell).
+echo "== each notebook feature alone"
+for feature in $(sed -n '/^\[features\]/,/^\[/p' conclab/Cargo.toml | grep -o '^[a-z_]* =' | tr -d ' =' | grep -v '^default$'); do
+    cargo check -p conclab --no-default-features --features "$feature" --locked -q || { echo "conclab does not build with only feature '$feature'" >&2; exit 1; }
+done
 echo "== cargo test"; cargo test --workspace --locked
 echo "== loom models (primitives)"
 RUSTFLAGS="--cfg conclab_loom" CARGO_TARGET_DIR=target/loom cargo test -p conclab --release --locked --lib primitives

@@ -2,6 +2,7 @@
 
 #[cfg(feature = "async_basics")]
 pub use crate::experiments::async_basics::control_flow::{AwaitFlow, AwaitFlowReport, Flow, await_flow};
+#[cfg(feature = "async_basics")]
 pub use crate::experiments::async_basics::executors::{Executors, ExecutorsReport, executors};
 #[cfg(feature = "async_basics")]
 pub use crate::experiments::async_basics::exercises::{FETCH_MS, Fetcher, check_concurrent_fetches, check_third_poll};
