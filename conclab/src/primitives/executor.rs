@@ -12,8 +12,8 @@
 //! a reactor that calls its waker (tokio's `sleep` needs tokio's timer; a
 //! `futures::channel::oneshot` or a helper thread works anywhere).
 
-#[cfg(not(conclab_loom))]
 use crate::lab::panics::panic_message;
+#[cfg(not(conclab_loom))]
 use std::sync::{Arc, Mutex, MutexGuard};
 #[cfg(not(conclab_loom))]
 use std::thread::{Thread, current as current_thread};
