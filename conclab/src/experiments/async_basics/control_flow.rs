@@ -238,8 +238,9 @@ impl Report for AwaitFlowReport {
         let mut f = Figure::lines(
             "k sleeps: awaited one after another they take the sum, joined the longest, raced the shortest",
             &format!("sleeps k (sleep i lasts {} + {} × i ms)", p.sleep_ms, p.step_ms),
-            "wall time of the whole await (ms); band: p25–p75; dashed: predicted",
-        );
+            "wall time of the whole await (ms, log scale); band: p25–p75; dashed: predicted",
+        )
+        .log_y();
         // One legend entry for the three predictions (same name, same dashed grey line).
         let predicted = "predicted: sum, longest, shortest (top to bottom)";
         for way in [Flow::Sequential, Flow::Join, Flow::Select] {
@@ -259,10 +260,25 @@ impl Report for AwaitFlowReport {
                 _ => false,
             })
         };
-        if coincide(Flow::Join, Flow::Spawn)
-            && p.ways.iter().position(|w| *w == Flow::Join) < p.ways.iter().position(|w| *w == Flow::Spawn)
-        {
-            f = f.note("join_all and spawn took the same time here: the spawn line hides the join_all line under it.");
+        // A line drawn later covers an earlier one that took the same time (with step_ms = 0,
+        // select_all covers both join_all and spawn): say which, per covering line.
+        let mut hidden: Vec<(Flow, Vec<&str>)> = Vec::new();
+        for (i, &a) in p.ways.iter().enumerate() {
+            if let Some(&b) = p.ways[i + 1..].iter().rev().find(|&&b| coincide(a, b)) {
+                match hidden.iter_mut().find(|h| h.0 == b) {
+                    Some(h) => h.1.push(a.name()),
+                    None => hidden.push((b, vec![a.name()])),
+                }
+            }
+        }
+        for (b, under) in hidden {
+            let lines = if under.len() == 1 { "line" } else { "lines" };
+            let under = under.join(" and ");
+            f = f.note(format!(
+                "{under} and {} took the same time here: the {} line hides the {under} {lines} under it.",
+                b.name(),
+                b.name()
+            ));
         }
         let caption = format!("{} · one current-thread runtime (a single thread)", f.caption);
         vec![mark_busy(f.caption(caption), &self.load)]
@@ -340,5 +356,17 @@ mod tests {
         assert!(s.millis.min >= 360.0 && j.millis.min >= 80.0 && x.millis.min >= 10.0, "{:?}", r.rows);
         assert!(r.findings().len() >= 5);
         assert!(r.figure().to_svg().contains("<svg"));
+    }
+
+    #[test]
+    fn equal_sleeps_say_that_the_select_line_covers_the_others() {
+        // step_ms = 0: join_all, spawn and select_all all take one 100 ms sleep, so the
+        // select_all line, drawn last, covers both; 5 % is 5 ms of scheduling slack.
+        let p = AwaitFlow { sleeps: vec![1, 2], sleep_ms: 100, step_ms: 0, samples: 1, ..Default::default() };
+        let notes = await_flow(&p).unwrap().figure().notes;
+        assert!(
+            notes.iter().any(|n| n.contains("the select_all line hides the join_all and spawn lines")),
+            "{notes:?}"
+        );
     }
 }

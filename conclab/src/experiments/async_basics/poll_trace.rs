@@ -364,11 +364,12 @@ fn trace_spans(lane: &str, events: &[TraceEvent], end_ms: f64) -> Vec<(String, &
     out
 }
 
-/// Adds spans in a fixed order of kinds, so each kind keeps its colour and marks are
-/// drawn over the waits. Lanes keep the order of `spans`: each lane first gets an empty
+/// Adds spans in a fixed order of kinds, so marks are drawn over the waits and a kind's
+/// colour (given by first appearance) does not depend on which kinds a trace has: the
+/// drop, which only `select!`-like traces have, comes last. Lanes keep the order of `spans`: each lane first gets an empty
 /// span of the first kind (a timeline lists lanes and kinds by first appearance).
 fn push_spans(mut f: Figure, mut spans: Vec<(String, &'static str, f64, f64)>) -> Figure {
-    let order = [WAITING, POLL_PENDING, DROPPED, POLL_READY, WAKE];
+    let order = [WAITING, POLL_PENDING, WAKE, POLL_READY, DROPPED];
     let mut lanes: Vec<(String, f64)> = Vec::new();
     for s in &spans {
         if !lanes.iter().any(|l| l.0 == s.0) {

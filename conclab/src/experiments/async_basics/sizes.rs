@@ -327,7 +327,8 @@ impl Report for FutureSizesReport {
         let small = format!("under {n} B: no array inside");
         for r in self.rows.iter().filter(|r| r.in_figure) {
             let series = if r.bytes >= n { &big } else { &small };
-            f = f.bar(&r.future, series, r.bytes as f64, None);
+            // The size in the label too: next to a 16 KiB bar, a 12 B one has no visible height.
+            f = f.bar(&format!("{} ({} B)", r.future, r.bytes), series, r.bytes as f64, None);
         }
         f = f.note(format!(
             "Sizes before the first poll; each future was then awaited. Box::pin's row counts only the outer future: \

@@ -743,7 +743,7 @@ impl Report for WhyAsyncReport {
             let pts = self.points(kind, THREADS, |r| {
                 r.memory.filter(|mem| mem.kernel_kib > 0.0).map(|mem| Point::new(r.n as f64, mem.kernel_kib))
             });
-            m = m.series(Series::new("OS threads: kernel stack + page tables", Style::Fit, pts));
+            m = m.series(Series::new("OS threads: kernel stack + page tables", Style::Measured, pts));
         }
         m = m.note(format!(
             "RSS: growth of this process's VmRSS from before the units started to when all N were waiting, ÷ N. \

@@ -222,6 +222,18 @@ pub(crate) fn ticks(lo: f64, hi: f64, scale: Scale, target: usize) -> Vec<f64> {
                 }
                 d += step;
             }
+            // A range narrower than the gaps between 1, 2 and 5 (1 000–1 040 ms, say) would
+            // keep one tick or none: label it with the linear ticks of its values instead.
+            if t.len() < 3 {
+                let lin: Vec<f64> = ticks(10f64.powf(lo), 10f64.powf(hi), Scale::Linear, target)
+                    .into_iter()
+                    .filter(|v| *v > 0.0)
+                    .map(f64::log10)
+                    .collect();
+                if lin.len() > t.len() {
+                    return lin;
+                }
+            }
             t
         }
     }
@@ -261,5 +273,15 @@ mod tests {
         assert_eq!(auto_scale([-1.0, 1000.0]), Scale::Linear);
         assert_eq!(auto_scale([]), Scale::Linear);
         assert_eq!(auto_scale([0.5, 0.5, 100.0]), Scale::Log);
+    }
+
+    #[test]
+    fn a_narrow_log_range_still_gets_several_ticks() {
+        let t = ticks(1000f64.log10(), 1040f64.log10(), Scale::Log, 6);
+        assert!(t.len() >= 3, "{t:?}");
+        let labels: Vec<String> = t.iter().map(|v| fmt_tick(*v, Scale::Log)).collect();
+        assert!(labels.contains(&"1000".to_string()) || labels.contains(&"1 000".to_string()), "{labels:?}");
+        // A wide range keeps its 1-2-5 decades.
+        assert_eq!(ticks(0.0, 2.0, Scale::Log, 6).len(), 7);
     }
 }
