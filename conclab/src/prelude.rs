@@ -40,6 +40,11 @@ pub use crate::experiments::threads::{
     check_lock_order, check_ticket_lock, deadlock, false_sharing, lifecycle, litmus, lock_contention, lock_strategies,
     orderings, oversubscription, philosophers, pool_vs_spawn, queues,
 };
+#[cfg(feature = "tokio_rt")]
+pub use crate::experiments::tokio_rt::timers::{
+    LatenessRow, SleepLateness, SleepLatenessReport, TimerWheelReport, TimerWheelRun, WheelStep, sleep_lateness,
+    timer_wheel,
+};
 /// The async runtime helper: `rt::run(Rt::multi(2), || async { … })`, and tokio itself, so
 /// cells can write `tokio::spawn`, `tokio::join!` and `tokio::time::sleep`.
 #[cfg(feature = "rt")]
@@ -58,6 +63,8 @@ pub use crate::primitives::future::{
     Countdown, CountingWaker, PollLog, TimerFuture, TraceEvent, TraceKind, TraceLog, Traced, TwoWaits, poll_by_hand,
     poll_by_hand_within, two_waits,
 };
+#[cfg(feature = "tokio_rt")]
+pub use crate::primitives::timer_wheel::{TimerKey, TimerWheel};
 #[cfg(feature = "features")]
 pub use crate::send_sync_table;
 /// The `futures` crate, so cells can write `futures::channel::oneshot`, `futures::join!`.

@@ -47,6 +47,8 @@ fn quick(name: &str) -> &'static [(&'static str, &'static str)] {
             ("samples", "1"),
         ],
         "await-flow" => &[("sleeps", "1,4"), ("sleep_ms", "2"), ("step_ms", "2"), ("samples", "1")],
+        "sleep-lateness" => &[("sizes_us", "100,1000"), ("samples", "3")],
+        "timer-wheel" => &[("timers", "500"), ("steps", "10")],
         _ => &[],
     }
 }

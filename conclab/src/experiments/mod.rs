@@ -14,6 +14,8 @@ pub mod index;
 pub mod intro;
 #[cfg(feature = "threads")]
 pub mod threads;
+#[cfg(feature = "tokio_rt")]
+pub mod tokio_rt;
 
 use crate::lab::Experiment;
 
@@ -31,6 +33,8 @@ pub fn experiments() -> Vec<Experiment> {
     all.extend(threads::experiments());
     #[cfg(feature = "async_basics")]
     all.extend(async_basics::experiments());
+    #[cfg(feature = "tokio_rt")]
+    all.extend(tokio_rt::experiments());
     all
 }
 

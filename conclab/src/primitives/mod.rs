@@ -7,6 +7,7 @@
 //! - [`SpinLock`]: a test-and-test-and-set lock (vs `std::sync::Mutex`, `parking_lot::Mutex`);
 //! - [`OnceSlot`]: a value published once through a Release/Acquire flag (vs `std::sync::OnceLock`);
 //! - [`ThreadPool`]: a fixed set of worker threads fed by a channel (vs `rayon::ThreadPool`);
+//! - [`timer_wheel::TimerWheel`]: a hierarchical timing wheel, levels × 64 slots (vs tokio's timer driver);
 //! - [`WaitForGraph`]: who holds which lock and who waits for it, and the cycle that is a deadlock;
 //! - [`future`]: futures by hand ([`Countdown`], [`TimerFuture`]), polled by hand with a
 //!   [`CountingWaker`], traced with [`Traced`], and an `async fn` desugared into [`TwoWaits`].
@@ -19,6 +20,8 @@ pub mod spin_lock;
 mod sync;
 #[cfg(feature = "threads")]
 pub mod thread_pool;
+#[cfg(feature = "tokio_rt")]
+pub mod timer_wheel;
 pub mod wait_for;
 
 #[cfg(feature = "async_basics")]

@@ -13,6 +13,7 @@
 
 pub mod axes;
 pub mod bars;
+pub mod heatmap;
 pub mod histogram;
 pub mod legend;
 pub mod lines;
@@ -22,6 +23,7 @@ pub mod timeline;
 
 pub use axes::{AUTO_LOG_RATIO, Scale};
 pub use bars::{Bar, Bars};
+pub use heatmap::Heatmap;
 pub use histogram::Histogram;
 pub use legend::Legend;
 pub use lines::{Lines, Point, Series, Style};
@@ -40,6 +42,8 @@ pub enum Plot {
     /// Named sample sets binned over one shared range; see [`Histogram`].
     Histogram(Histogram),
     Timeline(Timeline),
+    /// A grid of cells coloured by value; see [`Heatmap`].
+    Heatmap(Heatmap),
 }
 
 impl Plot {
@@ -50,6 +54,7 @@ impl Plot {
             Plot::Bars(_) => "bar chart",
             Plot::Histogram(_) => "histogram",
             Plot::Timeline(_) => "timeline",
+            Plot::Heatmap(_) => "heatmap",
         }
     }
 }
@@ -180,6 +185,23 @@ impl Figure {
         Figure::new(title, x_label, lane_label, Plot::Timeline(Timeline::default()))
     }
 
+    /// An empty heatmap: rows (top to bottom) of cells coloured by value.
+    pub fn heatmap(title: &str, x_label: &str, row_label: &str) -> Figure {
+        Figure::new(title, x_label, row_label, Plot::Heatmap(Heatmap::default()))
+    }
+
+    /// Adds a row of cell values (heatmaps only; elsewhere an error the figure shows).
+    pub fn row(mut self, name: &str, values: Vec<f64>) -> Figure {
+        match &mut self.plot {
+            Plot::Heatmap(h) => {
+                h.rows.push(name.into());
+                h.values.push(values);
+                self
+            }
+            _ => self.misuse(&format!(".row({name:?}, ..)"), "heatmaps (Figure::heatmap)"),
+        }
+    }
+
     fn misuse(mut self, call: &str, belongs: &str) -> Figure {
         let kind = self.plot.kind();
         self.errors.push(format!("{call} was called on a {kind} and ignored: it belongs to {belongs}"));
@@ -263,8 +285,8 @@ impl Figure {
 
     /// A base-10 log x axis (not on bar charts, whose x axis holds groups).
     pub fn log_x(mut self) -> Figure {
-        if let Plot::Bars(_) = self.plot {
-            return self.misuse(".log_x()", "axes of numbers; a bar chart's x axis holds groups");
+        if let Plot::Bars(_) | Plot::Heatmap(_) = self.plot {
+            return self.misuse(".log_x()", "axes of numbers; a bar chart's or heatmap's x axis holds groups or cells");
         }
         self.x_scale = Scale::Log;
         self
@@ -272,7 +294,7 @@ impl Figure {
 
     /// A base-10 log y axis (line and bar charts; on a bar chart values become dots).
     pub fn log_y(mut self) -> Figure {
-        if let Plot::Histogram(_) | Plot::Timeline(_) = self.plot {
+        if let Plot::Histogram(_) | Plot::Timeline(_) | Plot::Heatmap(_) = self.plot {
             return self.misuse(".log_y()", "line and bar charts");
         }
         self.y_scale = Scale::Log;
@@ -331,6 +353,7 @@ impl Figure {
             Plot::Lines(l) => l.scales(x, y),
             Plot::Bars(_) => (Scale::Linear, fixed(y)),
             Plot::Histogram(_) | Plot::Timeline(_) => (fixed(x), Scale::Linear),
+            Plot::Heatmap(_) => (Scale::Linear, Scale::Linear),
         }
     }
 
@@ -342,6 +365,7 @@ impl Figure {
             Plot::Bars(b) => b.y_area(&cx),
             Plot::Histogram(h) => h.y_area(&cx),
             Plot::Timeline(t) => t.y_area(),
+            Plot::Heatmap(h) => h.y_area(),
         };
         cx
     }

@@ -31,6 +31,7 @@ fn entries(cx: &Ctx<'_>) -> Vec<Entry> {
         Plot::Bars(b) => b.legend(cx),
         Plot::Histogram(_) => Vec::new(), // each panel is labelled with its set's name
         Plot::Timeline(t) => t.legend(),
+        Plot::Heatmap(_) => Vec::new(),
     }
 }
 
@@ -49,6 +50,7 @@ fn finding_lines(fig: &Figure) -> Vec<String> {
 fn notes(cx: &Ctx<'_>) -> Vec<String> {
     let mut n = match &cx.fig.plot {
         Plot::Bars(b) => b.notes(cx),
+        Plot::Heatmap(h) => h.notes(),
         _ => Vec::new(),
     };
     n.extend(cx.fig.notes.iter().cloned());
@@ -111,6 +113,7 @@ pub(crate) fn render(fig: &Figure) -> DrawResult<(String, Layout)> {
             Plot::Bars(b) => b.draw(&cx, &area)?,
             Plot::Histogram(h) => h.draw(&cx, &area, base)?,
             Plot::Timeline(t) => t.draw(&cx, &area)?,
+            Plot::Heatmap(h) => h.draw(&cx, &area)?,
         };
         y += block;
         let left = plots.first().map_or(legend_left, |r| r.0);
@@ -149,6 +152,7 @@ pub(crate) fn summary(fig: &Figure) -> String {
         Plot::Bars(b) => b.summary(&cx, &mut s),
         Plot::Histogram(h) => h.summary(&cx, &mut s),
         Plot::Timeline(t) => t.summary(&mut s),
+        Plot::Heatmap(h) => h.summary(&mut s),
     }
     for f in finding_lines(fig) {
         let _ = writeln!(s, "{f}");
