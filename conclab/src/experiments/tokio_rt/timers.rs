@@ -392,7 +392,7 @@ impl Report for TimerWheelReport {
         );
         for (l, row) in self.occupancy.iter().enumerate() {
             let span = 64u64.pow(l as u32);
-            h = h.row(&format!("{l} ({} ticks)", span), row.iter().map(|v| *v as f64).collect());
+            h = h.row(&format!("{l} ({} tick{})", span, if span == 1 { "" } else { "s" }), row.iter().map(|v| *v as f64).collect());
         }
         let mut c = Figure::lines(
             "As time advances, entries cascade from higher levels down and fire from level 0",
@@ -494,6 +494,6 @@ mod tests {
         assert_eq!(r.occupancy.iter().flatten().sum::<usize>(), 2_000);
         assert!(r.cascaded[1] > 0);
         assert!(r.figure().to_svg().contains("<svg"));
-        assert!(r.figures()[0].summary().contains("0 (1 ticks)"));
+        assert!(r.figures()[0].summary().contains("0 (1 tick)"));
     }
 }
