@@ -392,7 +392,10 @@ impl Report for TimerWheelReport {
         );
         for (l, row) in self.occupancy.iter().enumerate() {
             let span = 64u64.pow(l as u32);
-            h = h.row(&format!("{l} ({} tick{})", span, if span == 1 { "" } else { "s" }), row.iter().map(|v| *v as f64).collect());
+            h = h.row(
+                &format!("{l} ({} tick{})", span, if span == 1 { "" } else { "s" }),
+                row.iter().map(|v| *v as f64).collect(),
+            );
         }
         let mut c = Figure::lines(
             "As time advances, entries cascade from higher levels down and fire from level 0",
