@@ -14,7 +14,7 @@ _timings: dict[str, dict] = {}
 
 def pytest_addoption(parser):
     parser.addoption("--param-set", default=os.environ.get("CONCLAB_PARAM_SET", "quick"),
-                     help="parameter set injected after each `parameters` cell ('default' injects none)")
+                     help="parameter set applied in each `parameters` cell ('default' injects none)")
     parser.addoption("--notebook", action="append", default=[],
                      help="run only this notebook (name or stem, e.g. 00-index); repeatable")
     parser.addoption("--cell-timeout", type=int, default=int(os.environ.get("CONCLAB_CELL_TIMEOUT", "900")),

@@ -163,23 +163,24 @@ def bare_awaits(src: str) -> list[int]:
 
 
 def inject_parameters(nb, param_set: str) -> int:
-    """Inserts the named parameter set after each `parameters` cell; returns how many.
+    """Applies the named parameter set to each `parameters` cell; returns how many.
 
     The sets live in each parameters cell's metadata (`conclab.param_sets`), outside the
-    visible source; 'default' injects nothing, so the notebook runs as a reader sees it.
+    visible source. A set is appended to its parameters cell, as a reader would edit that
+    cell, so its `let`s shadow the defaults above them and the notebook runs the same
+    number of cells (each cell is a compile in evcxr). 'default' changes nothing, so the
+    notebook runs as a reader sees it.
     """
     if param_set == "default":
         return 0
-    cells, n = [], 0
+    n = 0
     for c in nb.cells:
-        cells.append(c)
         if c.cell_type == "code" and "parameters" in tags(c):
             code = lab_meta(c).get("param_sets", {}).get(param_set)
             if code is None:
                 raise KeyError(f"a parameters cell has no param set {param_set!r}")
-            cells.append(nbformat.v4.new_code_cell(code, metadata={"tags": ["injected-parameters"]}))
+            c.source = f"{c.source.rstrip()}\n// parameter set {param_set!r}, applied by the harness:\n{code}"
             n += 1
-    nb.cells = cells
     return n
 
 

@@ -74,14 +74,16 @@ def test_a_main_figure_needs_findings():
     assert cell_problems(0, other) == []
 
 
-def test_parameters_are_injected_after_tagged_cells():
+def test_parameters_are_applied_in_their_cells():
     nb = nbformat.v4.new_notebook(cells=[
         cell(["parameters"], param_sets={"quick": "let n = 1;", "big": "let n = 9;"}),
         new_code_cell("run(n)"),
     ])
     assert inject_parameters(nb, "big") == 1
-    assert [c.source for c in nb.cells] == ["x", "let n = 9;", "run(n)"]
-    assert nb.cells[1].metadata["tags"] == ["injected-parameters"]
+    assert len(nb.cells) == 2 and nb.cells[1].source == "run(n)"
+    lines = nb.cells[0].source.splitlines()
+    assert lines[0] == "x" and lines[-1] == "let n = 9;", lines
+    assert nb.cells[0].metadata["tags"] == ["parameters"]
     nb2 = nbformat.v4.new_notebook(cells=[cell(["parameters"], param_sets={"quick": "q"})])
     assert inject_parameters(nb2, "default") == 0 and len(nb2.cells) == 1
 
@@ -106,7 +108,7 @@ def test_cells_are_numbered_as_committed():
         new_code_cell("run"),
     ])
     inject_parameters(nb, "quick")
-    assert committed_numbers(nb) == [0, 1, "1+", 2]
+    assert committed_numbers(nb) == [0, 1, 2]
 
 
 # ---------------------------------------------------------------- async mode and threads

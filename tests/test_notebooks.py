@@ -1,7 +1,7 @@
 """Executes every notebook headless on the `rust` kernel and checks what it shows.
 
 Static checks (no kernel): kernelspec, no committed outputs, navigation, metadata of
-tagged cells. Execution: quick parameters injected after each `parameters` cell; then
+tagged cells. Execution: quick parameters applied in each `parameters` cell; then
 every cell's outputs are checked:
   - an error output only in cells tagged `raises-exception`, with the rustc code named
     in the cell's `conclab.rustc_error` metadata (and such a cell must fail);
