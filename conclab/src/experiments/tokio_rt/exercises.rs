@@ -1,0 +1,1 @@
+//! Self-check exercises of notebook 05.
