@@ -131,6 +131,8 @@ pub struct CancelRun {
     pub cleaned_up: bool,
     /// For the token: ms from `cancel()` until the last task had seen it (before its clean-up).
     pub last_saw_ms: Option<f64>,
+    /// For the dropped future: when it was last polled, ms since the work started.
+    pub paused_ms: Option<f64>,
 }
 
 impl CancelRun {
@@ -247,6 +249,7 @@ fn run_of(probe: &Probe, repeat: usize, cancel: Instant) -> CancelRun {
         ran_to_end: probe.ran_to_end.load(Ordering::SeqCst),
         cleaned_up: probe.dropped_at().is_some(),
         last_saw_ms: None,
+        paused_ms: None,
     }
 }
 
@@ -281,7 +284,8 @@ async fn by_drop(p: &Cancellation, repeat: usize) -> (CancelRun, Vec<CancelEvent
         () = tokio::time::sleep_until((origin + at).into()) => {}
     }
     let held = probe.step.load(Ordering::SeqCst);
-    probe.log(format!("no longer polled: the future sits in memory, paused at step {}", held + 1));
+    let paused = Instant::now();
+    probe.log_at(paused, format!("no longer polled: the future sits in memory, paused at step {}", held + 1));
     // …then keep it, unpolled, for two steps: it makes no progress at all.
     tokio::time::sleep(2 * step).await;
     let still = probe.step.load(Ordering::SeqCst);
@@ -291,7 +295,9 @@ async fn by_drop(p: &Cancellation, repeat: usize) -> (CancelRun, Vec<CancelEvent
         format!("drop(fut) called; while held unpolled it advanced {} step(s)", still.saturating_sub(held)),
     );
     drop(fut);
-    (run_of(&probe, repeat, cancel), probe.events())
+    let mut run = run_of(&probe, repeat, cancel);
+    run.paused_ms = Some(probe.ms(paused));
+    (run, probe.events())
 }
 
 async fn by_select(p: &Cancellation, repeat: usize) -> (CancelRun, Vec<CancelEvent>) {
@@ -378,6 +384,7 @@ async fn by_token(p: &Cancellation, repeat: usize) -> (CancelRun, Vec<CancelEven
         ran_to_end: seen.iter().any(|s| s.0 >= steps),
         cleaned_up: seen.len() == p.tasks && seen.iter().all(|s| s.2),
         last_saw_ms: Some(last_saw.saturating_duration_since(cancel).as_secs_f64() * 1e3),
+        paused_ms: None,
     };
     (run, probe.events())
 }
@@ -495,9 +502,14 @@ impl Report for CancellationReport {
             parts.join(", ")
         )));
         let to = self.latency(TIMEOUT);
+        let why = if to.median <= 1.5 {
+            "within about one tick: the deadline is a tokio timer, rounded up to the timer's 1 ms tick like any sleep"
+        } else {
+            "more than the timer's 1 ms tick: the deadline is rounded up to the next tick, and then the runtime's \
+             thread had to wake and run (later on a busy machine)"
+        };
         out.push(Finding::clear(format!(
-            "the timeout dropped its future {} after the deadline at the median (max {}): the deadline is a tokio \
-             timer, rounded up to the timer's 1 ms tick like any sleep",
+            "the timeout dropped its future {} after the deadline at the median (max {}): {why}",
             ms_words(to.median),
             ms_words(to.max)
         )));
@@ -532,7 +544,7 @@ impl Report for CancellationReport {
             let m = r.mechanism.as_str();
             match m {
                 DROP => {
-                    let paused = p.cancel_at_ms as f64;
+                    let paused = r.paused_ms.unwrap_or(p.cancel_at_ms as f64);
                     tl = tl.span(m, "working (polled)", 0.0, paused.min(r.stopped_ms));
                     tl = tl.span(m, "not polled, still in memory", paused, r.cancel_ms);
                 }
@@ -949,9 +961,12 @@ async fn consume_naive(mut rd: Counted<tokio::io::DuplexStream>, period: Duratio
     Received { bodies, ticks }
 }
 
-/// [`read_frame`] on a reader it owns and hands back, so a new future can be made with
-/// the same type (`fut.set(..)`) once one completes.
-async fn read_frame_owned<R: AsyncRead + Unpin>(mut rd: R) -> (R, io::Result<Option<Vec<u8>>>) {
+/// [`read_frame`] on a reader it owns and hands back with the result. A future that
+/// borrows nothing can be made once before a `select!` loop, pinned, polled through
+/// `&mut fut` by every iteration (losing a round pauses it; nothing is dropped), and
+/// replaced with `fut.set(read_frame_owned(rd))` once it completes — the new one has the
+/// same type. Like [`read_frame`], not cancel safe itself: the fix is keeping it alive.
+pub async fn read_frame_owned<R: AsyncRead + Unpin>(mut rd: R) -> (R, io::Result<Option<Vec<u8>>>) {
     let r = read_frame(&mut rd).await;
     (rd, r)
 }
@@ -1148,16 +1163,16 @@ impl Report for CancelSafetyReport {
         let fixes: Vec<&SafetyRow> = self.rows.iter().filter(|r| r.variant != NAIVE).collect();
         let clean: Vec<&SafetyRow> = fixes.iter().copied().filter(|r| r.bytes_lost == 0).collect();
         if !fixes.is_empty() && clean.len() == fixes.len() {
-            let cancels: Vec<String> =
-                fixes.iter().map(|r| format!("{} {}", short(&r.variant), group(r.receives_cancelled))).collect();
+            let ticks: Vec<String> =
+                fixes.iter().map(|r| format!("{} {}", short(&r.variant), group(r.ticks))).collect();
             out.push(Finding::clear(format!(
-                "all {} fixes received every one of the {} frames intact (0 bytes lost), with the same ticker \
-                 winning rounds (receives cancelled: {}): keeping the future alive means a lost round pauses it \
-                 instead of dropping it; read_buf and mpsc::Receiver::recv take nothing when dropped, and the \
-                 FrameReader keeps what was read in a buffer that outlives each future",
+                "all {} fixes received every one of the {} frames intact (0 bytes lost) while serving the same \
+                 ticker (ticks: {}): a future kept alive across iterations is paused, not dropped, when the ticker \
+                 wins; read_buf and mpsc::Receiver::recv take nothing when they are dropped, and the FrameReader \
+                 keeps what it read in a buffer that outlives each future",
                 fixes.len(),
                 group(p.frames as u64),
-                cancels.join(", ")
+                ticks.join(", ")
             )));
         } else {
             for r in fixes.iter().filter(|r| r.bytes_lost > 0) {
@@ -1173,10 +1188,13 @@ impl Report for CancelSafetyReport {
         if let Some(b) = self.row(BUFFERED)
             && b.cancelled_holding_bytes > 0
         {
+            let naive = self.row(NAIVE).map_or(0, |n| n.cancelled_holding_bytes);
             out.push(Finding::clear(format!(
-                "the FrameReader was cancelled {} times while holding bytes, as often as the naive loop is, and lost \
-                 none of them: where the bytes live decides whether a cancel loses them",
-                group(b.cancelled_holding_bytes)
+                "the FrameReader's receive was cancelled {} times after it had read bytes (the naive loop's: {}), and \
+                 it lost none of them: what decides is not whether a future is cancelled but where the bytes it \
+                 read live — inside the future, or in a buffer you own",
+                group(b.cancelled_holding_bytes),
+                group(naive)
             )));
         }
         out.push(Finding::note(self.load.sentence()));
@@ -1187,16 +1205,22 @@ impl Report for CancelSafetyReport {
         let mut f = Figure::bars(
             "select! over a receive that is not cancel safe loses data; the fixes lose none",
             "consumer",
-            "lost, % of what was sent",
+            &format!("count (of {} frames sent)", self.params.frames),
         );
         for r in &self.rows {
-            let frames_lost = (r.frames_sent - r.frames_intact) as u64;
-            f = f.bar(short(&r.variant), "frames lost", pct(frames_lost, r.frames_sent as u64), None);
-            f = f.bar(short(&r.variant), "bytes lost", pct(r.bytes_lost, r.bytes_sent), None);
+            let lost = (r.frames_sent - r.frames_intact) as f64;
+            f = f.bar(
+                short(&r.variant),
+                "receives cancelled after taking bytes",
+                r.cancelled_holding_bytes as f64,
+                None,
+            );
+            f = f.bar(short(&r.variant), "frames lost", lost, None);
         }
         let p = &self.params;
         let f = f.note(format!(
-            "{} frames of {} bytes, written in {}-byte pieces {} µs apart; the consumer also serves a {} ms ticker.",
+            "{} frames of {} bytes, written in {}-byte pieces {} µs apart; the consumer also serves a {} ms ticker. \
+             A receive cancelled after taking bytes loses them only if they lived inside the dropped future.",
             p.frames, p.frame_bytes, p.chunk_bytes, p.gap_us, p.tick_ms
         ));
         vec![mark_busy(f, &self.load)]
@@ -1434,5 +1458,114 @@ mod tests {
         for m in ["read_exact", "mpsc::Receiver::recv", "Mutex::lock", "write_all", "Interval::tick"] {
             assert!(t.contains(m), "{m}");
         }
+    }
+
+    /// The cells proposed for the notebook, as a learner would write them.
+    #[test]
+    fn cancel_notebook_cells_run() {
+        use crate::prelude::*;
+        struct Guard(&'static str);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                println!("dropped: {}", self.0);
+            }
+        }
+        // Cell: abort, and the Drop guard that still runs.
+        let cancelled = rt::run(Rt::multi(2), || async {
+            let task = tokio::spawn(async {
+                let _g = Guard("the task's locals");
+                for i in 0.. {
+                    println!("step {i}");
+                    tokio::time::sleep(ms(10)).await;
+                }
+            });
+            tokio::time::sleep(ms(35)).await;
+            task.abort();
+            task.await.unwrap_err().is_cancelled()
+        })
+        .unwrap();
+        assert!(cancelled);
+        // Cell: timeout and select! drop the future that did not finish.
+        let (timed_out, winner) = rt::run(Rt::current(), || async {
+            let slow = async {
+                let _g = Guard("the slow future");
+                tokio::time::sleep(ms(500)).await;
+                "slow"
+            };
+            let r = tokio::time::timeout(ms(20), slow).await;
+            let winner = tokio::select! {
+                _ = tokio::time::sleep(ms(10)) => "10 ms",
+                _ = tokio::time::sleep(ms(1000)) => "1 s",
+            };
+            (r.is_err(), winner)
+        })
+        .unwrap();
+        assert!(timed_out);
+        assert_eq!(winner, "10 ms");
+        // Cell: cooperative shutdown with a CancellationToken.
+        let stopped = rt::run(Rt::multi(2), || async {
+            let token = tokio_util::sync::CancellationToken::new();
+            let tracker = tokio_util::task::TaskTracker::new();
+            for id in 0..3 {
+                let token = token.clone();
+                tracker.spawn(async move {
+                    let mut ticks = 0;
+                    loop {
+                        tokio::select! {
+                            _ = token.cancelled() => break,
+                            _ = tokio::time::sleep(ms(10)) => ticks += 1,
+                        }
+                    }
+                    println!("worker {id}: stopping after {ticks} ticks, flushing");
+                    tokio::time::sleep(ms(5)).await;
+                });
+            }
+            tracker.close();
+            tokio::time::sleep(ms(50)).await;
+            let t = std::time::Instant::now();
+            token.cancel();
+            tracker.wait().await;
+            t.elapsed()
+        })
+        .unwrap();
+        assert!(stopped < Duration::from_secs(2));
+        // Cell: the cancel-safety bug by hand; the next cell swaps read_frame for a FrameReader.
+        fn stream_frames(cancel_safe: bool) -> usize {
+            rt::run(Rt::current(), move || async move {
+                let (mut tx, mut rx) = tokio::io::duplex(1 << 16);
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    for seq in 0..100 {
+                        let f = frame(seq, 28);
+                        tx.write_all(&f[..16]).await.unwrap();
+                        if seq % 3 == 0 {
+                            tokio::time::sleep(ms(2)).await; // every third frame pauses half-way
+                        }
+                        tx.write_all(&f[16..]).await.unwrap();
+                        tokio::task::yield_now().await;
+                    }
+                });
+                let mut tick = tokio::time::interval(ms(1));
+                let mut fr = FrameReader::new();
+                let (mut got, mut ticks) = (0, 0);
+                loop {
+                    tokio::select! {
+                        f = async {
+                            if cancel_safe { fr.next_frame(&mut rx).await } else { read_frame(&mut rx).await }
+                        } => match f {
+                            Ok(Some(_)) => got += 1,
+                            _ => break,
+                        },
+                        _ = tick.tick() => ticks += 1,
+                    }
+                }
+                println!("{got} of 100 frames arrived ({ticks} ticks)");
+                got
+            })
+            .unwrap()
+        }
+        let naive = stream_frames(false);
+        assert!(naive < 100, "{naive}");
+        assert_eq!(stream_frames(true), 100);
     }
 }
