@@ -509,13 +509,13 @@ impl Report for CancellationReport {
         )));
         let to = self.latency(TIMEOUT);
         let why = if to.median <= 1.5 {
-            "within about one tick: the deadline is a tokio timer, rounded up to the timer's 1 ms tick like any sleep"
+            "about one tick: the deadline is a tokio timer, rounded up to the timer's 1 ms tick like any sleep"
         } else {
-            "more than the timer's 1 ms tick: the deadline is rounded up to the next tick, and then the runtime's \
+            "more than one tick: the deadline is rounded up to the next tick, and then the runtime's \
              thread had to wake and run (later on a busy machine)"
         };
         out.push(Finding::clear(format!(
-            "the timeout dropped its future {} after the deadline at the median (max {}): {why}",
+            "the timeout dropped its future {} after the deadline at the median (max {}), {why}",
             ms_words(to.median),
             ms_words(to.max)
         )));
