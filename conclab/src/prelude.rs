@@ -41,6 +41,15 @@ pub use crate::experiments::threads::{
     orderings, oversubscription, philosophers, pool_vs_spawn, queues,
 };
 #[cfg(feature = "tokio_rt")]
+pub use crate::experiments::tokio_rt::cancel::{
+    CancelSafety, CancelSafetyReport, Cancellation, CancellationReport, FrameReader, cancel_safe_methods,
+    cancel_safety, cancellation, frame, frame_seq, read_frame, read_frame_owned,
+};
+#[cfg(feature = "tokio_rt")]
+pub use crate::experiments::tokio_rt::exercises::{
+    FrameTicker, ShutdownJobs, check_graceful_shutdown, check_no_lost_frames,
+};
+#[cfg(feature = "tokio_rt")]
 pub use crate::experiments::tokio_rt::timers::{
     LatenessRow, SleepLateness, SleepLatenessReport, TimerWheelReport, TimerWheelRun, WheelStep, sleep_lateness,
     timer_wheel,
