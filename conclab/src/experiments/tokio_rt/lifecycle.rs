@@ -42,7 +42,7 @@ pub struct TaskLifecycle {
 
 impl Default for TaskLifecycle {
     fn default() -> Self {
-        TaskLifecycle { workers: 2, step_ms: 10, set_tasks: 4, blocking_ms: 300, shutdown_timeout_ms: 100 }
+        TaskLifecycle { workers: 2, step_ms: 10, set_tasks: 4, blocking_ms: 200, shutdown_timeout_ms: 50 }
     }
 }
 
@@ -67,7 +67,7 @@ impl TaskLifecycle {
 
 /// What happened to a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Event {
+pub enum TaskEventKind {
     /// `tokio::spawn` (or `spawn_blocking`) returned its handle.
     Spawned,
     /// Its body began to run (first poll; for `spawn_blocking`, the closure started).
@@ -95,22 +95,22 @@ pub enum Event {
     ThreadsGone,
 }
 
-impl Event {
+impl TaskEventKind {
     /// The event in a few words.
     pub fn label(self) -> &'static str {
         match self {
-            Event::Spawned => "spawned",
-            Event::Started => "started",
-            Event::Finished => "finished",
-            Event::Panicked => "panicked",
-            Event::HandleDropped => "handle dropped",
-            Event::AbortCalled => "abort() called",
-            Event::Dropped => "dropped (Drop guard)",
-            Event::Joined => "joined (outcome received)",
-            Event::BodyReturned => "block_on body returned",
-            Event::ShutdownBegan => "shutdown_timeout called",
-            Event::ShutdownReturned => "shutdown_timeout returned",
-            Event::ThreadsGone => "all runtime threads exited",
+            TaskEventKind::Spawned => "spawned",
+            TaskEventKind::Started => "started",
+            TaskEventKind::Finished => "finished",
+            TaskEventKind::Panicked => "panicked",
+            TaskEventKind::HandleDropped => "handle dropped",
+            TaskEventKind::AbortCalled => "abort() called",
+            TaskEventKind::Dropped => "dropped (Drop guard)",
+            TaskEventKind::Joined => "joined (outcome received)",
+            TaskEventKind::BodyReturned => "block_on body returned",
+            TaskEventKind::ShutdownBegan => "shutdown_timeout called",
+            TaskEventKind::ShutdownReturned => "shutdown_timeout returned",
+            TaskEventKind::ThreadsGone => "all runtime threads exited",
         }
     }
 }
@@ -122,7 +122,7 @@ pub struct TaskEvent {
     pub at_ms: f64,
     /// The task's name (its lane in the figure), or [`RUNTIME`].
     pub task: String,
-    pub event: Event,
+    pub event: TaskEventKind,
     /// The outcome, the error's text, why it was dropped.
     pub detail: String,
     /// The thread it happened on.
@@ -167,7 +167,7 @@ impl Log {
         Log { t0: Instant::now(), events: Arc::default(), shutting_down: Arc::default() }
     }
 
-    fn push(&self, task: &str, event: Event, detail: impl Into<String>) {
+    fn push(&self, task: &str, event: TaskEventKind, detail: impl Into<String>) {
         let e = TaskEvent {
             at_ms: self.t0.elapsed().as_secs_f64() * 1e3,
             task: task.into(),
@@ -178,7 +178,7 @@ impl Log {
         self.events.lock().unwrap_or_else(|e| e.into_inner()).push(e);
     }
 
-    fn has(&self, task: &str, event: Event) -> bool {
+    fn has(&self, task: &str, event: TaskEventKind) -> bool {
         self.events.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|e| e.task == task && e.event == event)
     }
 
@@ -199,7 +199,7 @@ struct Guard {
 impl Guard {
     fn finish(mut self, detail: impl Into<String>) {
         self.done = true;
-        self.log.push(&self.task, Event::Finished, detail);
+        self.log.push(&self.task, TaskEventKind::Finished, detail);
     }
 }
 
@@ -215,13 +215,13 @@ impl Drop for Guard {
         } else {
             "dropped mid-await after abort()"
         };
-        self.log.push(&self.task, Event::Dropped, why);
+        self.log.push(&self.task, TaskEventKind::Dropped, why);
     }
 }
 
 /// Wraps a task's body: records its start, and its end or its drop.
 async fn tracked<T>(log: Log, task: String, body: impl Future<Output = T>) -> T {
-    log.push(&task, Event::Started, "");
+    log.push(&task, TaskEventKind::Started, "");
     let guard = Guard { log, task, done: false };
     let v = body.await;
     guard.finish("");
@@ -283,34 +283,34 @@ async fn lifecycle_body(log: Log, p: TaskLifecycle) -> Outcomes {
         steps(3, step).await;
         42u32
     }));
-    log.push(AWAITED, Event::Spawned, "");
+    log.push(AWAITED, TaskEventKind::Spawned, "");
     let l = log.clone();
     let panics = tokio::spawn(tracked(l.clone(), PANICS.into(), async move {
         steps(1, step).await;
-        l.push(PANICS, Event::Panicked, "panic!(\"task 'panics' failed on purpose\")");
+        l.push(PANICS, TaskEventKind::Panicked, "panic!(\"task 'panics' failed on purpose\")");
         panic!("task 'panics' failed on purpose");
     }));
-    log.push(PANICS, Event::Spawned, "");
+    log.push(PANICS, TaskEventKind::Spawned, "");
     let l = log.clone();
     let aborted = tokio::spawn(tracked(l, ABORTED.into(), steps(1000, step)));
-    log.push(ABORTED, Event::Spawned, "works 1000 steps unless aborted");
+    log.push(ABORTED, TaskEventKind::Spawned, "works 1000 steps unless aborted");
     let (report_back, detached_done) = tokio::sync::oneshot::channel::<()>();
     let l = log.clone();
     let detached = tokio::spawn(tracked(l, DETACHED.into(), async move {
         steps(4, step).await;
         let _ = report_back.send(());
     }));
-    log.push(DETACHED, Event::Spawned, "");
+    log.push(DETACHED, TaskEventKind::Spawned, "");
     drop(detached);
-    log.push(DETACHED, Event::HandleDropped, "drop(handle): the task is detached, not cancelled");
+    log.push(DETACHED, TaskEventKind::HandleDropped, "drop(handle): the task is detached, not cancelled");
     let l = log.clone();
     let blocking = tokio::task::spawn_blocking(move || {
-        l.push(BLOCKING, Event::Started, "std::thread::sleep on a blocking-pool thread");
+        l.push(BLOCKING, TaskEventKind::Started, "std::thread::sleep on a blocking-pool thread");
         std::thread::sleep(step * 2);
-        l.push(BLOCKING, Event::Finished, "");
+        l.push(BLOCKING, TaskEventKind::Finished, "");
         7u32
     });
-    log.push(BLOCKING, Event::Spawned, "");
+    log.push(BLOCKING, TaskEventKind::Spawned, "");
     let mut set = JoinSet::new();
     let n = p.set_tasks;
     for i in 0..n {
@@ -319,40 +319,48 @@ async fn lifecycle_body(log: Log, p: TaskLifecycle) -> Outcomes {
             steps((n - i) as u64, step).await;
             i
         }));
-        log.push(&set_task(i), Event::Spawned, format!("works {} steps", n - i));
+        log.push(&set_task(i), TaskEventKind::Spawned, format!("works {} steps", n - i));
     }
 
     steps(2, step).await;
     aborted.abort();
-    log.push(ABORTED, Event::AbortCalled, "");
+    log.push(ABORTED, TaskEventKind::AbortCalled, "");
     let is_cancelled = match aborted.await {
         Ok(()) => {
-            log.push(ABORTED, Event::Joined, "Ok(()): it finished before abort() took effect");
+            log.push(ABORTED, TaskEventKind::Joined, "Ok(()): it finished before abort() took effect");
             false
         }
         Err(e) => {
-            log.push(ABORTED, Event::Joined, format!("Err(JoinError): is_cancelled() = {}", e.is_cancelled()));
+            log.push(ABORTED, TaskEventKind::Joined, format!("Err(JoinError): is_cancelled() = {}", e.is_cancelled()));
             e.is_cancelled()
         }
     };
     let awaited = awaited.await.map_err(|e| e.to_string());
-    log.push(AWAITED, Event::Joined, format!("{awaited:?}"));
+    log.push(AWAITED, TaskEventKind::Joined, format!("{awaited:?}"));
     let (is_panic, panic_message) = match panics.await {
         Ok(()) => (false, String::new()),
         Err(e) if e.is_panic() => (true, panic_message(&*e.into_panic())),
         Err(e) => (false, e.to_string()),
     };
-    log.push(PANICS, Event::Joined, format!("Err(JoinError): is_panic() = {is_panic}, message {panic_message:?}"));
+    log.push(
+        PANICS,
+        TaskEventKind::Joined,
+        format!("Err(JoinError): is_panic() = {is_panic}, message {panic_message:?}"),
+    );
     let blocking = blocking.await.map_err(|e| e.to_string());
-    log.push(BLOCKING, Event::Joined, format!("{blocking:?}"));
+    log.push(BLOCKING, TaskEventKind::Joined, format!("{blocking:?}"));
     let mut join_order = Vec::new();
     while let Some(r) = set.join_next().await {
         match r {
             Ok(i) => {
                 join_order.push(i);
-                log.push(&set_task(i), Event::Joined, format!("join_next() → Ok({i}), result #{}", join_order.len()));
+                log.push(
+                    &set_task(i),
+                    TaskEventKind::Joined,
+                    format!("join_next() → Ok({i}), result #{}", join_order.len()),
+                );
             }
-            Err(e) => log.push(RUNTIME, Event::Joined, format!("join_next() → Err({e})")),
+            Err(e) => log.push(RUNTIME, TaskEventKind::Joined, format!("join_next() → Err({e})")),
         }
     }
     // The detached task reports back over a channel: nobody holds its handle.
@@ -362,23 +370,23 @@ async fn lifecycle_body(log: Log, p: TaskLifecycle) -> Outcomes {
     // awaiting that job's handle.
     let l = log.clone();
     drop(tokio::spawn(tracked(l, SLEEPER.into(), tokio::time::sleep(Duration::from_secs(3600)))));
-    log.push(SLEEPER, Event::Spawned, "sleeps an hour");
+    log.push(SLEEPER, TaskEventKind::Spawned, "sleeps an hour");
     let l = log.clone();
     let blocking_ms = p.blocking_ms;
     let job = tokio::task::spawn_blocking(move || {
-        l.push(BLOCKING_AT_SHUTDOWN, Event::Started, format!("std::thread::sleep({blocking_ms} ms)"));
+        l.push(BLOCKING_AT_SHUTDOWN, TaskEventKind::Started, format!("std::thread::sleep({blocking_ms} ms)"));
         std::thread::sleep(Duration::from_millis(blocking_ms));
-        l.push(BLOCKING_AT_SHUTDOWN, Event::Finished, "");
+        l.push(BLOCKING_AT_SHUTDOWN, TaskEventKind::Finished, "");
     });
-    log.push(BLOCKING_AT_SHUTDOWN, Event::Spawned, "");
+    log.push(BLOCKING_AT_SHUTDOWN, TaskEventKind::Spawned, "");
     let l = log.clone();
     drop(tokio::spawn(tracked(l, WAITER.into(), async move {
         let _ = job.await;
     })));
-    log.push(WAITER, Event::Spawned, "awaits the blocking job's JoinHandle");
+    log.push(WAITER, TaskEventKind::Spawned, "awaits the blocking job's JoinHandle");
     // Let them all start and reach their `.await`.
     steps(1, step).await;
-    log.push(RUNTIME, Event::BodyReturned, "");
+    log.push(RUNTIME, TaskEventKind::BodyReturned, "");
     Outcomes { awaited, is_panic, panic_message, is_cancelled, join_order, blocking }
 }
 
@@ -411,7 +419,9 @@ pub fn task_lifecycle(p: &TaskLifecycle) -> Result<TaskLifecycleReport, LabError
                 .enable_all()
                 .thread_name_fn(move || {
                     let i = started.fetch_add(1, Ordering::Relaxed);
-                    if i < workers { format!("{name_prefix}-w{i}") } else { format!("{name_prefix}-b{}", i - workers) }
+                    // Workers and blocking threads come from one pool, and which thread takes
+                    // which role can vary from run to run: the names say only the order.
+                    format!("{name_prefix}-t{i}")
                 })
                 .build();
             let runtime = match built {
@@ -421,11 +431,11 @@ pub fn task_lifecycle(p: &TaskLifecycle) -> Result<TaskLifecycleReport, LabError
             let body = lifecycle_body(l.clone(), params);
             let out = runtime.block_on(async move { tokio::time::timeout(limit, body).await });
             l.shutting_down.store(true, Ordering::SeqCst);
-            l.push(RUNTIME, Event::ShutdownBegan, format!("shutdown_timeout({} ms)", grace.as_millis()));
+            l.push(RUNTIME, TaskEventKind::ShutdownBegan, format!("shutdown_timeout({} ms)", grace.as_millis()));
             let t = Instant::now();
             runtime.shutdown_timeout(grace);
             let took = t.elapsed().as_secs_f64() * 1e3;
-            l.push(RUNTIME, Event::ShutdownReturned, "");
+            l.push(RUNTIME, TaskEventKind::ShutdownReturned, "");
             let _ = tx.send(out.map(|o| (o, took)).map_err(|_| format!("the tasks did not finish within {limit:?}")));
         });
         let thread = thread.map_err(|e| format!("the OS refused a thread: {e}"))?;
@@ -449,7 +459,7 @@ pub fn task_lifecycle(p: &TaskLifecycle) -> Result<TaskLifecycleReport, LabError
     let returned = Instant::now();
     let alive_after_shutdown = threads_named(&prefix);
     let until = returned + Duration::from_millis(p.blocking_ms) + Duration::from_secs(2);
-    while (!log.has(BLOCKING_AT_SHUTDOWN, Event::Finished) || !threads_named(&prefix).is_empty())
+    while (!log.has(BLOCKING_AT_SHUTDOWN, TaskEventKind::Finished) || !threads_named(&prefix).is_empty())
         && Instant::now() < until
     {
         std::thread::sleep(Duration::from_millis(1));
@@ -460,7 +470,7 @@ pub fn task_lifecycle(p: &TaskLifecycle) -> Result<TaskLifecycleReport, LabError
             RunError::new("the task-lifecycle runtime", format!("threads still alive: {}", left.join(", "))).into()
         );
     }
-    log.push(RUNTIME, Event::ThreadsGone, "");
+    log.push(RUNTIME, TaskEventKind::ThreadsGone, "");
     let threads_gone_after_ms = returned.elapsed().as_secs_f64() * 1e3;
     Ok(TaskLifecycleReport {
         params: p.clone(),
@@ -475,29 +485,84 @@ pub fn task_lifecycle(p: &TaskLifecycle) -> Result<TaskLifecycleReport, LabError
 
 impl TaskLifecycleReport {
     /// The first event of this kind for this task.
-    pub fn event(&self, task: &str, event: Event) -> Option<&TaskEvent> {
+    pub fn event(&self, task: &str, event: TaskEventKind) -> Option<&TaskEvent> {
         self.events.iter().find(|e| e.task == task && e.event == event)
     }
 
     /// Time of the first such event, in ms.
-    pub fn at(&self, task: &str, event: Event) -> Option<f64> {
+    pub fn at(&self, task: &str, event: TaskEventKind) -> Option<f64> {
         self.event(task, event).map(|e| e.at_ms)
     }
 
     /// Tasks whose Drop guard ran at shutdown, in the order it ran.
     pub fn dropped_at_shutdown(&self) -> Vec<&TaskEvent> {
-        self.events.iter().filter(|e| e.event == Event::Dropped && e.detail.contains("shutdown")).collect()
+        self.events.iter().filter(|e| e.event == TaskEventKind::Dropped && e.detail.contains("shutdown")).collect()
     }
 
-    /// Task names in order of first appearance (the figure's lanes).
-    fn lanes(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for e in &self.events {
-            if !out.contains(&e.task) {
-                out.push(e.task.clone());
+    /// The threads on which async tasks (not `spawn_blocking` jobs) started: the workers.
+    pub fn async_threads(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .events
+            .iter()
+            .filter(|e| e.event == TaskEventKind::Started && e.task != BLOCKING && e.task != BLOCKING_AT_SHUTDOWN)
+            .map(|e| e.thread.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// A timeline of the events up to `until` ms: a bar per task from its start to its end,
+    /// narrow bars as markers at the events that matter.
+    fn timeline(&self, title: &str, until: f64) -> Figure {
+        let events: Vec<&TaskEvent> = self.events.iter().filter(|e| e.at_ms <= until).collect();
+        let end = events.iter().map(|e| e.at_ms).fold(0.0, f64::max);
+        let w = (end / 250.0).max(0.02);
+        let mut f = Figure::timeline(title, "time since the runtime was built (ms)", "task");
+        let mut lanes: Vec<&str> = Vec::new();
+        for e in &events {
+            if !lanes.contains(&e.task.as_str()) {
+                lanes.push(&e.task);
             }
         }
-        out
+        for lane in lanes {
+            let mine = || events.iter().filter(move |e| e.task == lane);
+            let start = mine().find(|e| e.event == TaskEventKind::Started).map(|e| e.at_ms);
+            let stop = mine()
+                .filter(|e| {
+                    matches!(e.event, TaskEventKind::Finished | TaskEventKind::Dropped | TaskEventKind::Panicked)
+                })
+                .map(|e| e.at_ms)
+                .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a: f64| a.max(b))));
+            let blocking = lane == BLOCKING || lane == BLOCKING_AT_SHUTDOWN;
+            let key = if blocking { "running (spawn_blocking job)" } else { "alive (async task, mostly awaiting)" };
+            match (start, stop) {
+                (Some(s), Some(e)) => f = f.span(lane, key, s, e.max(s + w)),
+                // Still running at the edge of the figure.
+                (Some(s), None) => f = f.span(lane, key, s, end.max(s + w)),
+                _ => {}
+            }
+            if let Some(s) = mine().find(|e| e.event == TaskEventKind::ShutdownBegan).map(|e| e.at_ms) {
+                let e = mine().find(|e| e.event == TaskEventKind::ShutdownReturned).map_or(end, |e| e.at_ms);
+                f = f.span(lane, "shutdown_timeout", s, e.max(s + w));
+            }
+        }
+        for e in &events {
+            let marker = match e.event {
+                TaskEventKind::Joined => "▮ joined",
+                TaskEventKind::AbortCalled => "▮ abort()",
+                TaskEventKind::HandleDropped => "▮ handle dropped",
+                TaskEventKind::Panicked => "▮ panicked",
+                TaskEventKind::Dropped => "▮ dropped (Drop guard)",
+                TaskEventKind::ThreadsGone => "▮ all threads exited",
+                _ => continue,
+            };
+            f = f.span(&e.task, marker, e.at_ms - w, e.at_ms + w);
+        }
+        f.size(760, 600).note(
+            "Bars: from a task's first poll to its end. Markers: narrow bars at the events. The runtime lane's bar \
+             is shutdown_timeout.",
+        )
     }
 }
 
@@ -509,7 +574,9 @@ impl Report for TaskLifecycleReport {
     fn findings(&self) -> Vec<Finding> {
         let mut out = Vec::new();
         let o = &self.outcomes;
-        if let (Some(fin), Some(joined)) = (self.at(AWAITED, Event::Finished), self.at(AWAITED, Event::Joined)) {
+        if let (Some(fin), Some(joined)) =
+            (self.at(AWAITED, TaskEventKind::Finished), self.at(AWAITED, TaskEventKind::Joined))
+        {
             out.push(Finding::clear(format!(
                 "awaiting a JoinHandle gave the task's value: {:?} (the task finished at {}, the awaiting side had \
                  it at {})",
@@ -519,11 +586,11 @@ impl Report for TaskLifecycleReport {
             )));
         }
         if o.is_panic {
-            let panicked = self.at(PANICS, Event::Panicked).unwrap_or(0.0);
+            let panicked = self.at(PANICS, TaskEventKind::Panicked).unwrap_or(0.0);
             let later = self
                 .events
                 .iter()
-                .filter(|e| e.event == Event::Finished && e.task != PANICS && e.at_ms > panicked)
+                .filter(|e| e.event == TaskEventKind::Finished && e.task != PANICS && e.at_ms > panicked)
                 .count();
             out.push(Finding::clear(format!(
                 "the panicking task's handle gave Err(JoinError) with is_panic() = true and the message {:?}: the \
@@ -533,7 +600,7 @@ impl Report for TaskLifecycleReport {
         } else {
             out.push(Finding::clear("the panicking task's handle did not report a panic — unexpected"));
         }
-        match (self.at(ABORTED, Event::AbortCalled), self.event(ABORTED, Event::Dropped)) {
+        match (self.at(ABORTED, TaskEventKind::AbortCalled), self.event(ABORTED, TaskEventKind::Dropped)) {
             (Some(a), Some(d)) => out.push(Finding::clear(format!(
                 "abort() at {}: the aborted task's Drop guard ran {} later on {} — the future was dropped where it \
                  was waiting — and awaiting its handle gave is_cancelled() = {}",
@@ -562,7 +629,7 @@ impl Report for TaskLifecycleReport {
             ))
         });
         if let (Some(dropped), Some(fin)) =
-            (self.at(DETACHED, Event::HandleDropped), self.at(DETACHED, Event::Finished))
+            (self.at(DETACHED, TaskEventKind::HandleDropped), self.at(DETACHED, TaskEventKind::Finished))
         {
             out.push(Finding::clear(format!(
                 "the detached task ran to its end {} after its handle was dropped: dropping a JoinHandle detaches a \
@@ -570,21 +637,23 @@ impl Report for TaskLifecycleReport {
                 ms(fin - dropped)
             )));
         }
-        if let Some(s) = self.event(BLOCKING, Event::Started) {
-            let worker = s.thread.contains("-w");
+        if let Some(s) = self.event(BLOCKING, TaskEventKind::Started) {
+            let workers = self.async_threads();
             out.push(Finding::clear(format!(
-                "the spawn_blocking job ran on {} — {}",
+                "the spawn_blocking job ran on {} — {} (the async tasks ran on {})",
                 s.thread,
-                if worker {
-                    "a worker thread, which tokio lends to blocking work only in rare cases"
+                if workers.contains(&s.thread) {
+                    "a thread that also ran async tasks: unexpected, tokio keeps blocking jobs off its workers"
                 } else {
-                    "a thread of tokio's blocking pool, not a worker, so its std::thread::sleep held up no task"
-                }
+                    "a thread of tokio's blocking pool, which ran no async task, so its std::thread::sleep held up \
+                     no task"
+                },
+                workers.join(", ")
             )));
         }
         let dropped = self.dropped_at_shutdown();
         let names: Vec<String> = dropped.iter().map(|e| format!("\"{}\"", e.task)).collect();
-        let began = self.at(RUNTIME, Event::ShutdownBegan).unwrap_or(0.0);
+        let began = self.at(RUNTIME, TaskEventKind::ShutdownBegan).unwrap_or(0.0);
         out.push(Finding::clear(format!(
             "shutdown_timeout({} ms) returned after {}; dropped mid-await at shutdown: {} — their Drop guards ran {} \
              after shutdown began, so their .await never returned",
@@ -593,8 +662,8 @@ impl Report for TaskLifecycleReport {
             if names.is_empty() { "none".into() } else { names.join(", ") },
             dropped.iter().map(|e| ms(e.at_ms - began)).collect::<Vec<_>>().join(", ")
         )));
-        let returned = self.at(RUNTIME, Event::ShutdownReturned).unwrap_or(0.0);
-        match self.at(BLOCKING_AT_SHUTDOWN, Event::Finished) {
+        let returned = self.at(RUNTIME, TaskEventKind::ShutdownReturned).unwrap_or(0.0);
+        match self.at(BLOCKING_AT_SHUTDOWN, TaskEventKind::Finished) {
             Some(fin) if fin > returned => out.push(Finding::clear(format!(
                 "the spawn_blocking job running at shutdown could not be interrupted: shutdown_timeout gave up on it \
                  after {} and returned, and the job ran to its end on its own {} later (threads alive when \
@@ -619,52 +688,11 @@ impl Report for TaskLifecycleReport {
     }
 
     fn figures(&self) -> Vec<Figure> {
-        let end = self.events.iter().map(|e| e.at_ms).fold(0.0, f64::max);
-        let w = (end / 200.0).max(0.05);
-        let mut f =
-            Figure::timeline("Each task's life, with its events (one lane per task)", "time since start (ms)", "task");
-        // A span per task: from its start to its end (finished, dropped or panicked).
-        for lane in self.lanes() {
-            let start = self.at(&lane, Event::Started);
-            let stop = self
-                .events
-                .iter()
-                .filter(|e| e.task == lane && matches!(e.event, Event::Finished | Event::Dropped | Event::Panicked))
-                .map(|e| e.at_ms)
-                .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))));
-            let blocking = lane == BLOCKING || lane == BLOCKING_AT_SHUTDOWN;
-            let key =
-                if blocking { "running (spawn_blocking: a thread)" } else { "alive (async task, mostly awaiting)" };
-            if let (Some(s), Some(e)) = (start, stop) {
-                f = f.span(&lane, key, s, e.max(s + w));
-            }
-            if lane == RUNTIME
-                && let (Some(s), Some(e)) =
-                    (self.at(RUNTIME, Event::ShutdownBegan), self.at(RUNTIME, Event::ShutdownReturned))
-            {
-                f = f.span(RUNTIME, "shutdown_timeout", s, e.max(s + w));
-            }
-        }
-        // Markers: narrow spans at the events that matter.
-        for e in &self.events {
-            let marker = match e.event {
-                Event::Joined => Some("▮ joined"),
-                Event::AbortCalled => Some("▮ abort()"),
-                Event::HandleDropped => Some("▮ handle dropped"),
-                Event::Panicked => Some("▮ panicked"),
-                Event::Dropped => Some("▮ dropped (Drop guard)"),
-                Event::ThreadsGone => Some("▮ all threads exited"),
-                _ => None,
-            };
-            if let Some(key) = marker {
-                f = f.span(&e.task, key, e.at_ms - w, e.at_ms + w);
-            }
-        }
-        let f = f.size(760, 600).note(
-            "Bars: from a task's first poll to its end. Markers: narrow bars at the events. The shutdown phase \
-             starts where the runtime lane's bar begins.",
-        );
-        vec![mark_busy(f, &self.load)]
+        let body_end = self.at(RUNTIME, TaskEventKind::BodyReturned).unwrap_or(f64::INFINITY);
+        let whole =
+            self.timeline("Each task's life on one runtime, from spawn to shutdown (one lane per task)", f64::INFINITY);
+        let first = self.timeline("Zoom: the tasks before the runtime shuts down", body_end);
+        vec![mark_busy(whole, &self.load), mark_busy(first, &self.load)]
     }
 
     fn table(&self) -> Table {
@@ -674,8 +702,13 @@ impl Report for TaskLifecycleReport {
             t.row(vec![fmt_num(e.at_ms), e.task.clone(), e.event.label().into(), e.detail.clone(), e.thread.clone()]);
         }
         t.note(format!(
-            "Multi-thread runtime, {} workers; one step = {} ms; shutdown_timeout({} ms).",
-            self.params.workers, self.params.step_ms, self.params.shutdown_timeout_ms
+            "Multi-thread runtime, {} workers; one step = {} ms; shutdown_timeout({} ms). Threads are numbered in \
+             the order tokio started them; workers and blocking threads come from one pool, so which number ends \
+             up a worker can vary: here the async tasks ran on {}.",
+            self.params.workers,
+            self.params.step_ms,
+            self.params.shutdown_timeout_ms,
+            self.async_threads().join(", ")
         ));
         t
     }
@@ -835,20 +868,20 @@ mod tests {
         sorted.sort_unstable();
         assert_eq!(sorted, [0, 1, 2]);
         // The abort drops the task's future: its guard ran, after abort() was called.
-        let dropped = r.event(ABORTED, Event::Dropped).unwrap();
+        let dropped = r.event(ABORTED, TaskEventKind::Dropped).unwrap();
         assert!(dropped.detail.contains("abort"), "{dropped:?}");
-        assert!(dropped.at_ms >= r.at(ABORTED, Event::AbortCalled).unwrap());
+        assert!(dropped.at_ms >= r.at(ABORTED, TaskEventKind::AbortCalled).unwrap());
         // The detached task finished although nobody held its handle.
-        assert!(r.event(DETACHED, Event::Finished).is_some());
+        assert!(r.event(DETACHED, TaskEventKind::Finished).is_some());
         // Shutdown dropped the sleeper and the waiter at their await, not the blocking job.
         let names: Vec<&str> = r.dropped_at_shutdown().iter().map(|e| e.task.as_str()).collect();
         assert!(names.contains(&SLEEPER) && names.contains(&WAITER), "{names:?}");
-        assert!(r.event(SLEEPER, Event::Finished).is_none());
+        assert!(r.event(SLEEPER, TaskEventKind::Finished).is_none());
         // The 200 ms blocking job outlived a 20 ms shutdown_timeout (a 10× margin), and
         // still ran to its end.
-        let fin = r.at(BLOCKING_AT_SHUTDOWN, Event::Finished).unwrap();
-        assert!(fin > r.at(RUNTIME, Event::ShutdownReturned).unwrap(), "{:#?}", r.events);
-        assert!(r.at(RUNTIME, Event::ThreadsGone).unwrap() >= fin);
+        let fin = r.at(BLOCKING_AT_SHUTDOWN, TaskEventKind::Finished).unwrap();
+        assert!(fin > r.at(RUNTIME, TaskEventKind::ShutdownReturned).unwrap(), "{:#?}", r.events);
+        assert!(r.at(RUNTIME, TaskEventKind::ThreadsGone).unwrap() >= fin);
         assert!(r.findings().len() >= 9);
         assert!(r.findings().iter().any(|f| f.text.contains("could not be interrupted")));
         let svg = r.figure().to_svg();
@@ -867,8 +900,8 @@ mod tests {
             ..Default::default()
         };
         let r = task_lifecycle(&p).unwrap();
-        let fin = r.at(BLOCKING_AT_SHUTDOWN, Event::Finished).unwrap();
-        assert!(fin <= r.at(RUNTIME, Event::ShutdownReturned).unwrap());
+        let fin = r.at(BLOCKING_AT_SHUTDOWN, TaskEventKind::Finished).unwrap();
+        assert!(fin <= r.at(RUNTIME, TaskEventKind::ShutdownReturned).unwrap());
         assert!(r.shutdown_ms < 1_500.0, "{}", r.shutdown_ms);
         assert!(r.findings().iter().any(|f| f.text.contains("waited for the spawn_blocking job")));
     }

@@ -220,8 +220,8 @@ pub struct PausedTime {
 
 impl Default for PausedTime {
     fn default() -> Self {
-        // 1 + 2 + … + 2048 s = 4095 s, a little over an hour; 4.1 s on the real clock.
-        PausedTime { failures: 12, first_delay_ms: 1_000, real_scale: 1_000 }
+        // 1 + 2 + … + 2048 s = 4095 s, a little over an hour; 2 s on the real clock.
+        PausedTime { failures: 12, first_delay_ms: 1_000, real_scale: 2_000 }
     }
 }
 
@@ -354,12 +354,12 @@ pub fn paused_time(p: &PausedTime) -> Result<PausedTimeReport, LabError> {
     })
 }
 
-/// A duration in s in words: "4095 s (1.1 h)".
+/// A duration in s in words: "4095 s = 1.14 h".
 fn long(s: f64) -> String {
     if s >= 7_200.0 * 24.0 {
-        format!("{} s ({} days)", fmt_num(s), fmt_num(s / 86_400.0))
+        format!("{} s = {} days", fmt_num(s), fmt_num(s / 86_400.0))
     } else if s >= 3_600.0 {
-        format!("{} s ({} h)", fmt_num(s), fmt_num(s / 3_600.0))
+        format!("{} s = {} h", fmt_num(s), fmt_num(s / 3_600.0))
     } else {
         format!("{} s", fmt_num(s))
     }
