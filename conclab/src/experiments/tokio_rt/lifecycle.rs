@@ -936,3 +936,119 @@ mod tests {
         assert!(!none.passed && none.hint.as_deref().unwrap().contains("join_next"), "{none}");
     }
 }
+
+/// The cells proposed for the notebook, as a learner would write them (only `use
+/// conclab::prelude::*;` in scope), run here so they keep compiling.
+#[cfg(test)]
+mod notebook_cells {
+    use crate::prelude::*;
+
+    #[test]
+    fn join_handle_outcomes() {
+        let outcomes = one_line_panics(|| {
+            rt::run(Rt::multi(2), || async {
+                let ok = tokio::spawn(async { 6 * 7 });
+                let boom = tokio::spawn(async {
+                    let empty: Vec<u32> = Vec::new();
+                    empty[3] // panics: index out of bounds
+                });
+                let slow = tokio::spawn(async { tokio::time::sleep(ms(60_000)).await });
+                slow.abort();
+                let ok = ok.await;
+                let boom = boom.await.unwrap_err();
+                let slow = slow.await.unwrap_err();
+                format!(
+                    "ok:    {ok:?}\npanic: is_panic() = {}, {:?}\nabort: is_cancelled() = {}",
+                    boom.is_panic(),
+                    boom.into_panic().downcast_ref::<String>(),
+                    slow.is_cancelled()
+                )
+            })
+        });
+        let text = outcomes.unwrap();
+        println!("{text}");
+        assert!(text.contains("Ok(42)") && text.contains("index out of bounds") && text.contains("= true"));
+    }
+
+    #[test]
+    fn join_set_in_completion_order() {
+        let order = rt::run(Rt::multi(2), || async {
+            let mut set = tokio::task::JoinSet::new();
+            for (name, wait) in [("slow", 60), ("fast", 10), ("medium", 35)] {
+                set.spawn(async move {
+                    tokio::time::sleep(ms(wait)).await;
+                    name
+                });
+            }
+            let mut order = Vec::new();
+            while let Some(done) = set.join_next().await {
+                order.push(done.expect("the task panicked"));
+            }
+            order
+        });
+        println!("{order:?}");
+        assert_eq!(order.unwrap(), ["fast", "medium", "slow"]);
+    }
+
+    #[test]
+    fn shutdown_drops_a_task_mid_await() {
+        use std::sync::{Arc, Mutex};
+        struct Noisy(&'static str, Arc<Mutex<Vec<String>>>);
+        impl Drop for Noisy {
+            fn drop(&mut self) {
+                self.1.lock().unwrap().push(format!("{} dropped", self.0));
+            }
+        }
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let l = log.clone();
+        let done = rt::run(Rt::multi(2).grace(ms(50)), move || async move {
+            let l2 = l.clone();
+            tokio::spawn(async move {
+                let _guard = Noisy("sleeper", l2);
+                tokio::time::sleep(ms(60_000)).await;
+                println!("never printed");
+            });
+            tokio::time::sleep(ms(10)).await;
+            l.lock().unwrap().push("the body returns".into());
+        });
+        let lines = log.lock().unwrap().join("\n");
+        println!("{done:?}\n{lines}");
+        assert_eq!(done, Ok(()));
+        assert_eq!(lines, "the body returns\nsleeper dropped");
+    }
+
+    #[test]
+    fn an_hour_of_backoff_on_a_paused_clock() {
+        let (attempts, virtual_time, wall) = run_paused(Rt::current(), || async {
+            let wall = std::time::Instant::now();
+            let start = tokio::time::Instant::now();
+            let mut attempts = 0;
+            let policy = Backoff::doubling(std::time::Duration::from_secs(1), 20);
+            let _ = retry_with_backoff(policy, |n| {
+                attempts = n;
+                async move { if n <= 12 { Err("service down") } else { Ok(()) } }
+            })
+            .await;
+            (attempts, start.elapsed(), wall.elapsed())
+        })
+        .unwrap();
+        println!("{attempts} attempts, {virtual_time:?} of tokio time, {wall:?} of wall time");
+        assert_eq!(attempts, 13);
+        assert!(virtual_time.as_secs() >= 3600 && wall.as_secs() < 5);
+    }
+
+    #[test]
+    fn advance_by_hand() {
+        let seen = run_paused(Rt::current(), || async {
+            let timer = tokio::spawn(tokio::time::sleep(std::time::Duration::from_secs(30)));
+            tokio::task::yield_now().await; // let the task start its sleep
+            tokio::time::advance(std::time::Duration::from_secs(29)).await;
+            let after_29_s = timer.is_finished();
+            tokio::time::advance(std::time::Duration::from_secs(1)).await;
+            tokio::task::yield_now().await;
+            (after_29_s, timer.is_finished())
+        });
+        println!("{seen:?}");
+        assert_eq!(seen, Ok((false, true)));
+    }
+}
