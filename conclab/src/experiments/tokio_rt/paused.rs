@@ -142,6 +142,7 @@ where
         return Err(RtError::Config(format!("grace must be at most 60 s, got {:?}", rt.grace)));
     }
     let (limit, grace) = (rt.timeout, rt.grace);
+    let before = crate::lab::thread_count();
     let prefix = fresh_prefix();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Option<Result<T, String>>, RtError>>(1);
     let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel::<()>();
@@ -201,7 +202,7 @@ where
     match ended? {
         None => Err(RtError::TimedOut { limit, leaked }),
         Some(Err(msg)) => Err(RtError::Panicked(msg)),
-        Some(Ok(_)) if !leaked.is_empty() => Err(RtError::Leaked { leaked, before: 0, after: 0 }),
+        Some(Ok(_)) if !leaked.is_empty() => Err(RtError::Leaked { leaked, before, after: crate::lab::thread_count() }),
         Some(Ok(v)) => Ok(v),
     }
 }
