@@ -50,6 +50,14 @@ pub use crate::experiments::tokio_rt::exercises::{
     FrameTicker, ShutdownJobs, check_graceful_shutdown, check_no_lost_frames,
 };
 #[cfg(feature = "tokio_rt")]
+pub use crate::experiments::tokio_rt::lifecycle::{
+    TaskEvent, TaskEventKind, TaskLifecycle, TaskLifecycleReport, check_gather_with_deadline, task_lifecycle,
+};
+#[cfg(feature = "tokio_rt")]
+pub use crate::experiments::tokio_rt::paused::{
+    Backoff, PausedTime, PausedTimeReport, paused_time, retry_with_backoff, run_paused,
+};
+#[cfg(feature = "tokio_rt")]
 pub use crate::experiments::tokio_rt::timers::{
     LatenessRow, SleepLateness, SleepLatenessReport, TimerWheelReport, TimerWheelRun, WheelStep, sleep_lateness,
     timer_wheel,

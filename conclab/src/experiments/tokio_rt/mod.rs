@@ -3,6 +3,8 @@
 
 pub mod cancel;
 pub mod exercises;
+pub mod lifecycle;
+pub mod paused;
 pub mod timers;
 
 /// The notebook name the experiments of this module belong to.
@@ -13,5 +15,7 @@ pub fn experiments() -> Vec<crate::lab::Experiment> {
     let mut all = Vec::new();
     all.extend(timers::experiments());
     all.extend(cancel::experiments());
+    all.extend(lifecycle::experiments());
+    all.extend(paused::experiments());
     all
 }
