@@ -1,7 +1,9 @@
 //! Experiments of notebook 05, "Tokio". Each part of the notebook has its own module with
 //! its own `experiments()` list; this one only gathers them.
 
+pub mod flavors;
 pub mod timers;
+pub mod tuning;
 
 /// The notebook name the experiments of this module belong to.
 pub const NOTEBOOK: &str = "05-tokio";
@@ -10,5 +12,7 @@ pub const NOTEBOOK: &str = "05-tokio";
 pub fn experiments() -> Vec<crate::lab::Experiment> {
     let mut all = Vec::new();
     all.extend(timers::experiments());
+    all.extend(flavors::experiments());
+    all.extend(tuning::experiments());
     all
 }
