@@ -41,9 +41,16 @@ pub use crate::experiments::threads::{
     orderings, oversubscription, philosophers, pool_vs_spawn, queues,
 };
 #[cfg(feature = "tokio_rt")]
+pub use crate::experiments::tokio_rt::flavors::{FlavorRow, Flavors, FlavorsReport, runtime_flavors};
+#[cfg(feature = "tokio_rt")]
 pub use crate::experiments::tokio_rt::timers::{
     LatenessRow, SleepLateness, SleepLatenessReport, TimerWheelReport, TimerWheelRun, WheelStep, sleep_lateness,
     timer_wheel,
+};
+#[cfg(feature = "tokio_rt")]
+pub use crate::experiments::tokio_rt::tuning::{
+    BlockingPool, BlockingPoolReport, IntervalRow, KeepAliveRow, PoolSizeRow, SchedulerIntervals,
+    SchedulerIntervalsReport, blocking_pool, scheduler_intervals,
 };
 /// The async runtime helper: `rt::run(Rt::multi(2), || async { … })`, and tokio itself, so
 /// cells can write `tokio::spawn`, `tokio::join!` and `tokio::time::sleep`.

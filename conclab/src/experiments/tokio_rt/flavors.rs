@@ -23,7 +23,7 @@ pub struct Flavors {
     /// A current-thread runtime always runs as well. Default: 1 … 2 × cores.
     pub workers: Vec<usize>,
     /// Task chains running at once; each spawns one task, awaits it, spawns the next:
-    /// 1..=4096. Default 12 × cores (enough to keep every core busy).
+    /// 1..=4096. Default 16 × cores (enough to keep every core busy).
     pub clients: usize,
     /// Waits per task (tokio sleeps standing for I/O): 0..=32.
     pub waits: usize,
@@ -65,7 +65,7 @@ impl Default for Flavors {
         let c = cores();
         Flavors {
             workers: default_workers(c),
-            clients: (12 * c).clamp(1, 4096),
+            clients: (16 * c).clamp(1, 4096),
             waits: 4,
             wait_us: 1_000,
             slice_us: 100,
@@ -107,9 +107,10 @@ impl Flavors {
         Duration::from_micros(per_run * ((self.workers.len() + 1) * self.repeats) as u64 + 100_000)
     }
 
-    /// The latency of a short task (no burst) with no queueing: its waits and slices, µs.
-    pub fn ideal_short_us(&self) -> u64 {
-        self.waits as u64 * (self.wait_us + self.slice_us) + if self.waits == 0 { self.slice_us } else { 0 }
+    /// CPU work of an average task, µs: its slices and its share of the bursts.
+    pub fn cpu_per_task_us(&self) -> f64 {
+        let burst = if self.burst_every > 0 { self.burst_us as f64 / self.burst_every as f64 } else { 0.0 };
+        self.waits.max(1) as f64 * self.slice_us as f64 + burst
     }
 }
 
@@ -142,13 +143,16 @@ pub struct FlavorsReport {
     pub params: Flavors,
     /// This machine's cores, as the experiment saw them.
     pub cores: usize,
+    /// Median latency of a short task with nothing else running (one chain, no bursts,
+    /// current-thread runtime), ms: the "no queueing" reference. Longer than the waits
+    /// requested, as tokio rounds each sleep up to its 1 ms tick.
+    pub alone_ms: f64,
     /// The current-thread runtime first, then the multi-thread ones by worker count.
     pub rows: Vec<FlavorRow>,
     pub load: Load,
 }
 
-/// What one run returns: per task (start offset µs, latency µs, had a burst), and the
-/// end of the counted window in µs.
+/// What one run returns: per task (start offset µs, latency µs, had a burst).
 struct RunData {
     tasks: Vec<(u64, u64, bool)>,
 }
@@ -226,7 +230,14 @@ pub fn runtime_flavors(p: &Flavors) -> Result<FlavorsReport, LabError> {
     let mut workers = p.workers.clone();
     workers.sort_unstable();
     rts.extend(workers.iter().map(|&n| Rt::multi(n)));
-    let mut progress = Progress::new("runtime-flavors", rts.len() * p.repeats);
+    let mut progress = Progress::new("runtime-flavors", rts.len() * p.repeats + 1);
+    // The reference: one chain, no bursts, nothing else running.
+    let alone_p = Flavors { clients: 1, burst_every: 0, run_ms: p.run_ms.min(200), ..p.clone() };
+    let mut alone: Vec<f64> =
+        one_run(&alone_p, Rt::current(), iters_per_us)?.tasks.iter().map(|&(_, lat, _)| lat as f64 / 1e3).collect();
+    alone.sort_by(f64::total_cmp);
+    let alone_ms = pct(&alone, 0.5);
+    progress.step()?;
     let run_us = p.run_ms * 1_000;
     let warm_us = run_us / 10;
     let window_s = (run_us - warm_us) as f64 / 1e6;
@@ -269,7 +280,7 @@ pub fn runtime_flavors(p: &Flavors) -> Result<FlavorsReport, LabError> {
             }
         })
         .collect();
-    Ok(FlavorsReport { params: p.clone(), cores: cores(), rows, load: probe.finish() })
+    Ok(FlavorsReport { params: p.clone(), cores: cores(), alone_ms, rows, load: probe.finish() })
 }
 
 impl FlavorsReport {
@@ -295,15 +306,14 @@ impl FlavorsReport {
             .expect("≥ 1")
     }
 
-    /// CPU demand of the workload in cores if nothing queued: CPU per task over the
-    /// task's unqueued time, times the chains.
+    /// CPU demand of the workload in cores if nothing queued: the chains × CPU per task
+    /// over an average task's time alone (a short task's measured time plus its share of
+    /// the bursts).
     pub fn demand_cores(&self) -> f64 {
         let p = &self.params;
         let burst = if p.burst_every > 0 { p.burst_us as f64 / p.burst_every as f64 } else { 0.0 };
-        let cpu = p.waits.max(1) as f64 * p.slice_us as f64 + burst;
-        // tokio rounds each sleep up to its 1 ms tick: about half a tick more on average.
-        let wall = p.waits as f64 * (p.wait_us as f64 + 500.0) + cpu;
-        if wall > 0.0 { p.clients as f64 * cpu / wall } else { 0.0 }
+        let wall = self.alone_ms * 1e3 + burst;
+        if wall > 0.0 { p.clients as f64 * p.cpu_per_task_us() / wall } else { 0.0 }
     }
 }
 
@@ -317,10 +327,9 @@ impl Report for FlavorsReport {
         let p = &self.params;
         let c = self.cores;
         let demand = self.demand_cores();
-        let best = self.best();
         let first = &self.multis()[0];
         // 1. Throughput against workers: gain up to the cores, not past them.
-        let at_cores = self.multis().iter().filter(|r| r.workers <= c).next_back();
+        let at_cores = self.multis().iter().rfind(|r| r.workers <= c);
         if let Some(r) = at_cores
             && r.workers > first.workers
         {
@@ -415,36 +424,40 @@ impl Report for FlavorsReport {
             )));
         }
         // 3. Latency of the short tasks and the bursts in their way.
-        let ideal = p.ideal_short_us() as f64 / 1e3;
+        let alone = self.alone_ms;
+        let name = |r: &FlavorRow| {
+            if r.runtime == CURRENT { CURRENT.to_string() } else { format!("{} worker(s)", r.workers) }
+        };
         let worst = self.rows.iter().max_by(|a, b| a.short_p99_ms.total_cmp(&b.short_p99_ms)).expect("rows");
-        if p.burst_every > 0 && p.burst_us > 0 {
-            out.push(Finding::clear(format!(
-                "short tasks (no burst) would take {} ms with no queueing; on the {} they took {} ms at the median and \
-                 {} ms at p99, {}× the ideal: a task whose sleep has ended waits for a free worker, and tokio never \
-                 preempts a running task, so each {} ms burst holds its worker until it returns — the queue behind it \
-                 grows with every burst in the way. With the most workers ({}), p99 was {} ms",
-                fmt_num(ideal),
-                if worst.runtime == CURRENT {
-                    CURRENT.to_string()
-                } else {
-                    format!("{}-worker runtime", worst.workers)
-                },
-                fmt_num(worst.short_p50_ms),
-                fmt_num(worst.short_p99_ms),
-                fmt_num(worst.short_p99_ms / ideal.max(1e-3)),
+        let calm = self.rows.iter().min_by(|a, b| a.short_p99_ms.total_cmp(&b.short_p99_ms)).expect("rows");
+        let spread = worst.short_p99_ms / worst.short_p50_ms.max(1e-3);
+        let why = if p.burst_every > 0 && p.burst_us > 0 {
+            format!(
+                "a task whose sleep has ended waits in the queue for a free worker, and tokio never preempts a running \
+                 task: each {} ms burst holds its worker until it returns, so the unlucky tasks that wake behind one \
+                 or more bursts make the p99 ({}× the median there)",
                 fmt_num(p.burst_us as f64 / 1e3),
-                best.workers.max(self.multis().last().map_or(1, |r| r.workers)),
-                fmt_num(self.multis().last().map_or(0.0, |r| r.short_p99_ms))
-            )));
+                fmt_num(spread)
+            )
         } else {
-            out.push(Finding::clear(format!(
-                "without bursts, short tasks took {} ms at p99 at worst (ideal {} ms): only slices of {} µs stand in \
-                 a woken task's way",
-                fmt_num(worst.short_p99_ms),
-                fmt_num(ideal),
+            format!(
+                "without bursts only the {} µs slices stand in a woken task's way, so the tail is the queue of slices",
                 p.slice_us
-            )));
-        }
+            )
+        };
+        out.push(Finding::clear(format!(
+            "a short task (no burst) took {} ms alone; under load its p50/p99 were {}/{} ms with {} (the worst) and \
+             {}/{} ms with {} (the best): {why}; the median grows with the queue itself — {} chains over the \
+             workers' throughput (Little's law)",
+            fmt_num(alone),
+            fmt_num(worst.short_p50_ms),
+            fmt_num(worst.short_p99_ms),
+            name(worst),
+            fmt_num(calm.short_p50_ms),
+            fmt_num(calm.short_p99_ms),
+            name(calm),
+            p.clients
+        )));
         out.push(Finding::note(format!(
             "the workload asks for about {} cores of CPU when nothing queues ({} chains); this machine has {c}",
             fmt_num(demand),
@@ -487,7 +500,7 @@ impl Report for FlavorsReport {
             l = l.series(Series::new(format!("multi-thread {name}"), Style::Measured, pts));
             l = l.series(Series::new(format!("current-thread {name}"), Style::Fit, flat(get(cur))));
         }
-        l = l.series(Series::new("no queueing", Style::Ideal, flat(self.params.ideal_short_us() as f64 / 1e3)));
+        l = l.series(Series::new("alone (no queueing)", Style::Ideal, flat(self.alone_ms)));
         vec![mark_busy(t, &self.load), mark_busy(l, &self.load)]
     }
 
@@ -581,6 +594,7 @@ mod tests {
         let r = runtime_flavors(&p).unwrap();
         assert_eq!(r.rows.len(), 3);
         assert_eq!(r.current().runtime, CURRENT);
+        assert!(r.alone_ms >= 1.0, "two 0.5 ms sleeps take at least 1 ms: {}", r.alone_ms);
         for row in &r.rows {
             assert!(row.tasks > 0 && row.throughput[0] > 0.0, "{row:?}");
             // A task cannot finish before its own sleeps.
@@ -590,5 +604,86 @@ mod tests {
         assert!(r.figure().to_svg().contains("<svg"));
         assert_eq!(r.figures().len(), 2);
         assert!(r.table().to_string().contains("short p99"));
+    }
+
+    /// The cells proposed for the notebook, as a learner would write them (through the
+    /// prelude only). Only counts and orderings are asserted, never timings.
+    #[test]
+    fn notebook_cells_run_through_the_prelude() {
+        use crate::prelude::*;
+        use std::time::Instant;
+
+        // Cell 1: the same CPU-heavy tasks on a current-thread and a multi-thread runtime.
+        fn spin(ms: u64) -> u64 {
+            let t = Instant::now();
+            let mut x = 1u64;
+            while t.elapsed() < std::time::Duration::from_millis(ms) {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            x
+        }
+        for rt in [Rt::current(), Rt::multi(cores())] {
+            let took = rt
+                .run(|| async {
+                    let t = Instant::now();
+                    let tasks: Vec<_> = (0..4).map(|_| tokio::spawn(async { spin(10) })).collect();
+                    for h in tasks {
+                        h.await.unwrap();
+                    }
+                    t.elapsed()
+                })
+                .unwrap();
+            println!("{rt}: 4 × 10 ms of CPU took {took:?}");
+            assert!(took >= ms(10));
+        }
+
+        // Cell 2: which worker thread ran each task?
+        let names = rt::run(Rt::multi(2), || async {
+            let tasks: Vec<_> = (0..8)
+                .map(|i| {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(ms(1)).await;
+                        (i, std::thread::current().name().unwrap_or("?").to_string())
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for h in tasks {
+                out.push(h.await.unwrap());
+            }
+            out
+        })
+        .unwrap();
+        assert!(names.iter().all(|(_, n)| n.contains("-w")), "{names:?}");
+
+        // Cell 3: a blocking call inside a task stalls every task of a current-thread runtime.
+        let late = rt::run(Rt::current(), || async {
+            let timer = tokio::spawn(async {
+                let t = Instant::now();
+                tokio::time::sleep(ms(1)).await;
+                t.elapsed()
+            });
+            tokio::spawn(async { std::thread::sleep(ms(30)) }); // blocks the only thread
+            timer.await.unwrap()
+        })
+        .unwrap();
+        assert!(late >= ms(30), "the 1 ms sleep had to wait for the blocking call: {late:?}");
+
+        // Cell 4: the blocking pool's cap sets how many blocking jobs wait at once.
+        for cap in [1, 8] {
+            let took = rt::run(Rt::current().max_blocking_threads(cap), || async {
+                let t = Instant::now();
+                let jobs: Vec<_> = (0..8).map(|_| tokio::task::spawn_blocking(|| std::thread::sleep(ms(10)))).collect();
+                for j in jobs {
+                    j.await.unwrap();
+                }
+                t.elapsed()
+            })
+            .unwrap();
+            println!("max_blocking_threads({cap}): 8 jobs of 10 ms took {took:?}");
+            if cap == 1 {
+                assert!(took >= ms(80), "one thread runs the jobs one after the other: {took:?}");
+            }
+        }
     }
 }
