@@ -386,7 +386,7 @@ impl Report for FlavorsReport {
                     ": the cores were already all busy, so extra workers only take turns on them"
                 };
                 out.push(Finding::clear(format!(
-                    "{} workers (2 × the {c} cores) gave {words} than {} ({} vs {} tasks/s){why}",
+                    "{} workers (2 × the {c} cores) gave {words} compared with {} ({} vs {} tasks/s){why}",
                     top.workers,
                     r.workers,
                     tps(top.throughput_stats.median),
