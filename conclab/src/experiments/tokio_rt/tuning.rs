@@ -731,7 +731,7 @@ pub fn experiments() -> Vec<crate::lab::Experiment> {
         crate::lab::Experiment::new(
             "scheduler-intervals",
             super::NOTEBOOK,
-            "tuning the scheduler: timer lateness vs event_interval, injected-task wait vs global_queue_interval",
+            "tuning the scheduler: I/O-event wait vs event_interval, injected-task wait vs global_queue_interval",
             scheduler_intervals,
         ),
     ]
