@@ -50,6 +50,8 @@ pub use crate::experiments::tokio_rt::exercises::{
     FrameTicker, ShutdownJobs, check_graceful_shutdown, check_no_lost_frames,
 };
 #[cfg(feature = "tokio_rt")]
+pub use crate::experiments::tokio_rt::flavors::{FlavorRow, Flavors, FlavorsReport, runtime_flavors};
+#[cfg(feature = "tokio_rt")]
 pub use crate::experiments::tokio_rt::lifecycle::{
     TaskEvent, TaskEventKind, TaskLifecycle, TaskLifecycleReport, check_gather_with_deadline, task_lifecycle,
 };
@@ -61,6 +63,11 @@ pub use crate::experiments::tokio_rt::paused::{
 pub use crate::experiments::tokio_rt::timers::{
     LatenessRow, SleepLateness, SleepLatenessReport, TimerWheelReport, TimerWheelRun, WheelStep, sleep_lateness,
     timer_wheel,
+};
+#[cfg(feature = "tokio_rt")]
+pub use crate::experiments::tokio_rt::tuning::{
+    BlockingPool, BlockingPoolReport, IntervalRow, KeepAliveRow, PoolSizeRow, SchedulerIntervals,
+    SchedulerIntervalsReport, blocking_pool, scheduler_intervals,
 };
 /// The async runtime helper: `rt::run(Rt::multi(2), || async { … })`, and tokio itself, so
 /// cells can write `tokio::spawn`, `tokio::join!` and `tokio::time::sleep`.

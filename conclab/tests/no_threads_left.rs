@@ -49,10 +49,19 @@ fn quick(name: &str) -> &'static [(&'static str, &'static str)] {
         "await-flow" => &[("sleeps", "1,4"), ("sleep_ms", "2"), ("step_ms", "2"), ("samples", "1")],
         "sleep-lateness" => &[("sizes_us", "100,1000"), ("samples", "3")],
         "timer-wheel" => &[("timers", "500"), ("steps", "10")],
-        "cancellation" => &[("steps", "10"), ("step_ms", "5"), ("cancel_at_ms", "12"), ("tasks", "10"), ("repeats", "1")],
+        "cancellation" => {
+            &[("steps", "10"), ("step_ms", "5"), ("cancel_at_ms", "12"), ("tasks", "10"), ("repeats", "1")]
+        }
         "cancel-safety" => &[("frames", "40")],
-        "task-lifecycle" => &[("step_ms", "2"), ("set_tasks", "2"), ("blocking_ms", "30"), ("shutdown_timeout_ms", "10")],
+        "task-lifecycle" => {
+            &[("step_ms", "2"), ("set_tasks", "2"), ("blocking_ms", "30"), ("shutdown_timeout_ms", "10")]
+        }
         "paused-time" => &[("failures", "4"), ("real_scale", "1000")],
+        "runtime-flavors" => &[("workers", "1,2"), ("run_ms", "60"), ("repeats", "1")],
+        "blocking-pool" => {
+            &[("pool_sizes", "1,4"), ("jobs", "8"), ("job_ms", "2"), ("keep_alive_ms", "1,100"), ("bursts", "2")]
+        }
+        "scheduler-intervals" => &[("intervals", "4,61"), ("run_ms", "40")],
         _ => &[],
     }
 }

@@ -3,9 +3,11 @@
 
 pub mod cancel;
 pub mod exercises;
+pub mod flavors;
 pub mod lifecycle;
 pub mod paused;
 pub mod timers;
+pub mod tuning;
 
 /// The notebook name the experiments of this module belong to.
 pub const NOTEBOOK: &str = "05-tokio";
@@ -17,5 +19,7 @@ pub fn experiments() -> Vec<crate::lab::Experiment> {
     all.extend(cancel::experiments());
     all.extend(lifecycle::experiments());
     all.extend(paused::experiments());
+    all.extend(flavors::experiments());
+    all.extend(tuning::experiments());
     all
 }

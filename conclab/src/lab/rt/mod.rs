@@ -69,6 +69,28 @@ pub struct Rt {
     /// Whether growth of the whole process's thread count fails the run. `None`: yes,
     /// except in this crate's own unit tests, which run side by side in one process.
     pub strict_threads: Option<bool>,
+    /// Scheduler and blocking-pool knobs; tokio's defaults where unset.
+    pub tuning: Tuning,
+}
+
+/// Optional tokio `Builder` knobs an [`Rt`] applies when it builds its runtime; `None`
+/// keeps tokio's default. Set them through [`Rt::event_interval`],
+/// [`Rt::global_queue_interval`], [`Rt::max_blocking_threads`] and [`Rt::thread_keep_alive`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tuning {
+    /// Scheduler ticks between two polls of the timer/IO driver while tasks are ready
+    /// (tokio's default: 61). 1..=1000000.
+    pub event_interval: Option<u32>,
+    /// Scheduler ticks between two looks at the global (injection) queue before the local
+    /// one (tokio's default: 31 on a current-thread runtime; self-tuning on a multi-thread
+    /// one). 1..=1000000.
+    pub global_queue_interval: Option<u32>,
+    /// The most threads the blocking pool (`spawn_blocking`) may start (tokio's default:
+    /// 512). 1..=4096.
+    pub max_blocking_threads: Option<usize>,
+    /// How long an idle blocking-pool thread waits for work before it exits (tokio's
+    /// default: 10 s). At most 1 h.
+    pub thread_keep_alive: Option<Duration>,
 }
 
 impl Rt {
@@ -83,7 +105,13 @@ impl Rt {
     }
 
     fn with(flavor: Flavor) -> Rt {
-        Rt { flavor, timeout: Duration::from_secs(10), grace: Duration::from_secs(1), strict_threads: None }
+        Rt {
+            flavor,
+            timeout: Duration::from_secs(10),
+            grace: Duration::from_secs(1),
+            strict_threads: None,
+            tuning: Tuning::default(),
+        }
     }
 
     /// The longest the body may run.
@@ -102,6 +130,34 @@ impl Rt {
     /// threads the body started itself with `std::thread::spawn` and did not join.
     pub fn strict_threads(mut self, strict: bool) -> Rt {
         self.strict_threads = Some(strict);
+        self
+    }
+
+    /// Polls the timer/IO driver every `ticks` scheduler ticks while tasks are ready
+    /// (tokio's `Builder::event_interval`; 1..=1000000).
+    pub fn event_interval(mut self, ticks: u32) -> Rt {
+        self.tuning.event_interval = Some(ticks);
+        self
+    }
+
+    /// Looks at the global (injection) queue first every `ticks` scheduler ticks (tokio's
+    /// `Builder::global_queue_interval`; 1..=1000000).
+    pub fn global_queue_interval(mut self, ticks: u32) -> Rt {
+        self.tuning.global_queue_interval = Some(ticks);
+        self
+    }
+
+    /// Caps the blocking pool at `threads` threads (tokio's
+    /// `Builder::max_blocking_threads`; 1..=4096).
+    pub fn max_blocking_threads(mut self, threads: usize) -> Rt {
+        self.tuning.max_blocking_threads = Some(threads);
+        self
+    }
+
+    /// Lets an idle blocking-pool thread wait `idle` for work before it exits (tokio's
+    /// `Builder::thread_keep_alive`; at most 1 h).
+    pub fn thread_keep_alive(mut self, idle: Duration) -> Rt {
+        self.tuning.thread_keep_alive = Some(idle);
         self
     }
 
@@ -135,6 +191,24 @@ impl Rt {
         if self.grace > Duration::from_secs(60) {
             return Err(RtError::Config(format!("grace must be at most 60 s, got {:?}", self.grace)));
         }
+        let t = &self.tuning;
+        for (name, v) in [("event_interval", t.event_interval), ("global_queue_interval", t.global_queue_interval)] {
+            if let Some(v) = v
+                && !(1..=1_000_000).contains(&v)
+            {
+                return Err(RtError::Config(format!("{name} must be 1..=1000000 ticks, got {v}")));
+            }
+        }
+        if let Some(n) = t.max_blocking_threads
+            && !(1..=4096).contains(&n)
+        {
+            return Err(RtError::Config(format!("max_blocking_threads must be 1..=4096, got {n}")));
+        }
+        if let Some(d) = t.thread_keep_alive
+            && d > Duration::from_secs(3600)
+        {
+            return Err(RtError::Config(format!("thread_keep_alive must be at most 1 h, got {d:?}")));
+        }
         Ok(())
     }
 }
@@ -145,7 +219,21 @@ impl fmt::Display for Rt {
             Flavor::CurrentThread => write!(f, "current-thread runtime"),
             Flavor::MultiThread(1) => write!(f, "multi-thread runtime, 1 worker"),
             Flavor::MultiThread(n) => write!(f, "multi-thread runtime, {n} workers"),
+        }?;
+        let t = &self.tuning;
+        if let Some(v) = t.event_interval {
+            write!(f, ", event_interval {v}")?;
         }
+        if let Some(v) = t.global_queue_interval {
+            write!(f, ", global_queue_interval {v}")?;
+        }
+        if let Some(v) = t.max_blocking_threads {
+            write!(f, ", max_blocking_threads {v}")?;
+        }
+        if let Some(d) = t.thread_keep_alive {
+            write!(f, ", thread_keep_alive {d:?}")?;
+        }
+        Ok(())
     }
 }
 
@@ -348,10 +436,10 @@ where
     let before = crate::lab::machine::thread_count();
     let prefix = fresh_prefix();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Ended<T>, RtError>>(1);
-    let (flavor, limit, grace) = (rt.flavor, rt.timeout, rt.grace);
+    let (flavor, limit, grace, tuning) = (rt.flavor, rt.timeout, rt.grace, rt.tuning);
     let name_prefix = prefix.clone();
     let spawned = std::thread::Builder::new().name(format!("{prefix}-main")).spawn(move || {
-        let built = std::panic::catch_unwind(|| build(flavor, &name_prefix));
+        let built = std::panic::catch_unwind(|| build(flavor, tuning, &name_prefix));
         let runtime = match built {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return drop(tx.send(Err(RtError::Start(format!("tokio refused the runtime: {e}"))))),
@@ -405,7 +493,7 @@ where
     }
 }
 
-fn build(flavor: Flavor, prefix: &str) -> std::io::Result<tokio::runtime::Runtime> {
+fn build(flavor: Flavor, tuning: Tuning, prefix: &str) -> std::io::Result<tokio::runtime::Runtime> {
     let mut b = match flavor {
         Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
         Flavor::MultiThread(n) => {
@@ -422,6 +510,18 @@ fn build(flavor: Flavor, prefix: &str) -> std::io::Result<tokio::runtime::Runtim
     };
     let started = AtomicUsize::new(0);
     let prefix = prefix.to_string();
+    if let Some(v) = tuning.event_interval {
+        b.event_interval(v);
+    }
+    if let Some(v) = tuning.global_queue_interval {
+        b.global_queue_interval(v);
+    }
+    if let Some(v) = tuning.max_blocking_threads {
+        b.max_blocking_threads(v);
+    }
+    if let Some(d) = tuning.thread_keep_alive {
+        b.thread_keep_alive(d);
+    }
     b.enable_all().thread_name_fn(move || {
         let i = started.fetch_add(1, Ordering::Relaxed);
         if i < workers { format!("{prefix}-w{i}") } else { format!("{prefix}-b{}", i - workers) }
@@ -518,6 +618,31 @@ mod tests {
         assert!(matches!(run(Rt::multi(0), || async {}), Err(RtError::Config(_))));
         assert!(matches!(run(Rt::current().timeout(Duration::ZERO), || async {}), Err(RtError::Config(_))));
         assert!(format!("{:?}", RtError::Config("x".into())).starts_with("RtError: "));
+        assert!(matches!(run(Rt::current().event_interval(0), || async {}), Err(RtError::Config(_))));
+        assert!(matches!(run(Rt::multi(1).global_queue_interval(0), || async {}), Err(RtError::Config(_))));
+        assert!(matches!(run(Rt::current().max_blocking_threads(0), || async {}), Err(RtError::Config(_))));
+        let long = Duration::from_secs(7200);
+        assert!(matches!(run(Rt::current().thread_keep_alive(long), || async {}), Err(RtError::Config(_))));
+    }
+
+    #[test]
+    fn tuning_knobs_are_applied_and_shown() {
+        let rt = Rt::current().max_blocking_threads(1).event_interval(7);
+        assert_eq!(rt.to_string(), "current-thread runtime, event_interval 7, max_blocking_threads 1");
+        // One blocking thread: four jobs all run on it, one after the other.
+        let names = rt
+            .run(|| async {
+                let jobs: Vec<_> = (0..4)
+                    .map(|_| tokio::task::spawn_blocking(|| std::thread::current().name().unwrap().to_string()))
+                    .collect();
+                let mut names = Vec::new();
+                for j in jobs {
+                    names.push(j.await.unwrap());
+                }
+                names
+            })
+            .unwrap();
+        assert!(names.iter().all(|n| n == &names[0] && n.ends_with("-b0")), "{names:?}");
     }
 
     #[test]
