@@ -70,8 +70,8 @@ pub use crate::send_sync_table;
 /// The `futures` crate, so cells can write `futures::channel::oneshot`, `futures::join!`.
 #[cfg(any(feature = "async_basics", feature = "tokio_rt"))]
 pub use futures;
+#[cfg(feature = "rt")]
+pub use tokio;
 /// `tokio_util` (notebook 05): `tokio_util::sync::CancellationToken`, `tokio_util::task::TaskTracker`.
 #[cfg(feature = "tokio_rt")]
 pub use tokio_util;
-#[cfg(feature = "rt")]
-pub use tokio;

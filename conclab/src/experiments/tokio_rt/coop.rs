@@ -1,0 +1,4 @@
+//! placeholder
+pub fn experiments() -> Vec<crate::lab::Experiment> {
+    vec![]
+}
