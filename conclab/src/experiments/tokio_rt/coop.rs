@@ -97,20 +97,35 @@ pub struct CoopRow {
     pub variant: CoopVariant,
     /// Items the busy task handled in each of its polls, in order.
     pub items_per_poll: Vec<usize>,
+    /// How long each of those polls held the thread, ms: what the neighbour waits for.
+    pub hold_ms: Vec<f64>,
     /// From the busy task's first poll to the end of its last, ms.
     pub loop_ms: f64,
     /// The neighbour's runs: (ms since start, ms it had waited for this run), for every
     /// run it waited for while the busy task still had work.
     pub waits: Vec<(f64, f64)>,
-    /// Summary of the waits, ms.
+    /// Summary of the waits, ms. Its median can fall on either of two clusters (a turn
+    /// right after the busy task's poll, or a second turn straight after the first), so
+    /// the findings use [`CoopRow::wait_p90`] and the polls' [`CoopRow::hold_ms`].
     pub wait_stats: Stats,
-    pub wait_p99: f64,
+    /// 90th percentile of the waits, ms.
+    pub wait_p90: f64,
 }
 
 impl CoopRow {
     /// The busy task's polls.
     pub fn polls(&self) -> usize {
         self.items_per_poll.len()
+    }
+
+    /// Median time one poll of the busy task held the thread, ms.
+    pub fn median_hold_ms(&self) -> f64 {
+        Stats::of(&self.hold_ms).median
+    }
+
+    /// The turns the neighbour got: (ms since start, turns so far), for a figure.
+    pub fn turns(&self) -> Vec<(f64, usize)> {
+        self.waits.iter().enumerate().map(|(i, w)| (w.0, i + 1)).collect()
     }
 
     /// Median items per poll.
@@ -239,14 +254,17 @@ async fn one_variant(variant: CoopVariant, n: usize, iters: u64, every: usize) -
 fn row(variant: CoopVariant, raw: Raw) -> CoopRow {
     let ms = |t: Instant| t.duration_since(raw.spawned).as_secs_f64() * 1e3;
     let mut items_per_poll = Vec::with_capacity(raw.polls.len());
+    let mut hold_ms = Vec::with_capacity(raw.polls.len());
     let mut prev = 0;
-    for &(_, _, n) in &raw.polls {
+    for &(start, end, n) in &raw.polls {
         items_per_poll.push(n - prev);
+        hold_ms.push(end.duration_since(start).as_secs_f64() * 1e3);
         prev = n;
     }
     // The last poll hands back `None` (the channel is empty and closed) and often no item.
     if items_per_poll.len() > 1 && items_per_poll.last() == Some(&0) {
         items_per_poll.pop();
+        hold_ms.pop();
     }
     let loop_start = raw.polls.first().map_or(raw.spawned, |p| p.0);
     let loop_end = raw.polls.last().map_or(raw.spawned, |p| p.1);
@@ -261,14 +279,15 @@ fn row(variant: CoopVariant, raw: Raw) -> CoopRow {
     let w: Vec<f64> = waits.iter().map(|w| w.1).collect();
     let mut sorted = w.clone();
     sorted.sort_by(f64::total_cmp);
-    let wait_p99 = if sorted.is_empty() { 0.0 } else { quantile_sorted(&sorted, 0.99) };
+    let wait_p90 = if sorted.is_empty() { 0.0 } else { quantile_sorted(&sorted, 0.9) };
     CoopRow {
         variant,
         items_per_poll,
+        hold_ms,
         loop_ms: loop_end.duration_since(loop_start).as_secs_f64() * 1e3,
         waits,
         wait_stats: Stats::of(&w),
-        wait_p99,
+        wait_p90,
     }
 }
 
@@ -315,34 +334,57 @@ impl Report for CoopBudgetReport {
                 format!("exactly tokio's budget of {TOKIO_BUDGET} units per task poll, one spent per message received")
             } else {
                 format!(
-                    "tokio's budget is {TOKIO_BUDGET} units per task poll, one per message received; the odd count \
-                     means other budgeted operations shared it"
+                    "tokio's budget is {TOKIO_BUDGET} units per task poll, one per message received; a different \
+                     count means something else spent or refilled it"
                 )
             };
             out.push(Finding::clear(format!(
                 "with the coop budget on, the busy task handled {m} items per poll (median over {} polls) — {why}. \
-                 Then recv() returned Pending by itself and the neighbour ran: it waited at most {} ms for a turn \
-                 (median {} ms) while the loop took {} ms",
+                 Then recv() returned Pending by itself, so each poll held the thread only {} ms (median) and the \
+                 neighbour got {} turns during the {} ms loop, waiting at most {} ms for one (p90 {} ms)",
                 b.polls(),
+                fmt_num(b.median_hold_ms()),
+                b.waits.len(),
+                fmt_num(b.loop_ms),
                 fmt_num(b.wait_stats.max),
-                fmt_num(b.wait_stats.median),
-                fmt_num(b.loop_ms)
+                fmt_num(b.wait_p90)
             )));
+            let hold = b.median_hold_ms();
+            let back_to_back = b.waits.iter().filter(|w| w.1 < hold / 4.0).count();
+            if b.waits.len() >= 10 && back_to_back * 4 >= b.waits.len() {
+                out.push(Finding::note(format!(
+                    "{back_to_back} of the neighbour's {} turns came straight after another one: tokio wakes the tasks \
+                     that yielded in reverse order (its list of deferred wake-ups is a stack), so the two tasks run in \
+                     pairs — busy, neighbour, neighbour, busy, busy, … — and the neighbour's wait is often two polls \
+                     (p90 {} ms)",
+                    b.waits.len(),
+                    fmt_num(b.wait_p90)
+                )));
+            }
+            if b.wait_stats.max > 10.0 * hold.max(1e-3) {
+                out.push(Finding::note(format!(
+                    "the longest waits with the budget ({} ms) are far above one poll ({} ms): that is the OS taking \
+                     the runtime's thread away (other processes), which no budget can prevent",
+                    fmt_num(b.wait_stats.max),
+                    fmt_num(b.median_hold_ms())
+                )));
+            }
         }
         if let (Some(b), Some(f)) = (budget, free) {
-            let ratio = if b.wait_stats.max > 0.0 { f.wait_stats.max / b.wait_stats.max } else { f64::INFINITY };
+            let hold = b.median_hold_ms();
+            let ratio = if hold > 0.0 { f.wait_stats.max / hold } else { f64::INFINITY };
             let how = if ratio >= 10.0 {
-                format!("{}× longer than with the budget", fmt_num(ratio))
+                format!("{}× longer than one poll under the budget", fmt_num(ratio))
             } else {
                 format!(
-                    "only {}× longer than with the budget: the whole loop is short here (items × work_ns), so \
+                    "only {}× one poll under the budget: the whole loop is short here (items × work_ns), so \
                      starving the neighbour costs little — raise items to see it",
                     fmt_num(ratio)
                 )
             };
             out.push(Finding::clear(format!(
                 "inside unconstrained(..) the busy task never gave the thread up: {} poll(s) for all {} items, and the \
-                 neighbour waited {} ms — the whole loop, {how}",
+                 neighbour's one turn came after {} ms — the whole loop, {how}",
                 f.polls(),
                 p.items,
                 fmt_num(f.wait_stats.max)
@@ -350,11 +392,13 @@ impl Report for CoopBudgetReport {
         }
         if let Some(y) = self.row(CoopVariant::YieldEvery) {
             out.push(Finding::clear(format!(
-                "calling yield_now() every {} items (budget off) gave {} items per poll and a longest wait of {} ms: a \
-                 hand-made budget, which also works where tokio's does not apply (CPU loops, other crates' channels)",
+                "calling yield_now() every {} items (budget off) gave {} items per poll, {} ms per poll and {} turns to \
+                 the neighbour: a hand-made budget, which also works where tokio's does not apply (CPU loops, other \
+                 crates' channels)",
                 p.yield_every,
                 y.median_items_per_poll(),
-                fmt_num(y.wait_stats.max)
+                fmt_num(y.median_hold_ms()),
+                y.waits.len()
             )));
         }
         if let Some(fc) = self.row(CoopVariant::FuturesChannel) {
@@ -383,30 +427,52 @@ impl Report for CoopBudgetReport {
 
     fn figures(&self) -> Vec<Figure> {
         let mut lines = Figure::lines(
-            "How long a neighbour task waited for each turn while another task drained a ready channel",
-            "time since the tasks were spawned (ms)",
-            "neighbour's wait for this turn (ms)",
+            "Turns a neighbour task got while another task drained a ready channel",
+            "time since both tasks were spawned (ms)",
+            "neighbour's turns so far",
         )
-        .log_y();
+        .linear_x()
+        .linear_y();
         for r in &self.rows {
-            let pts = r.waits.iter().map(|&(t, w)| Point::new(t, w)).collect();
+            let turns = r.turns();
+            let mut pts = vec![Point::new(0.0, 0.0)];
+            if turns.len() <= 60 {
+                // Few turns: draw steps, so a long wait shows as a flat stretch.
+                let mut before = 0;
+                for (t, n) in turns {
+                    pts.push(Point::new(t, before as f64));
+                    pts.push(Point::new(t, n as f64));
+                    before = n;
+                }
+            } else {
+                let every = turns.len().div_ceil(60);
+                let last = turns.len() - 1;
+                pts.extend(
+                    turns
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| i % every == 0 || *i == last)
+                        .map(|(_, &(t, n))| Point::new(t, n as f64)),
+                );
+            }
             lines = lines.series(Series::new(self.label(r.variant), Style::Measured, pts));
         }
         let lines = lines.note(format!(
-            "Current-thread runtime. {} items, {} ns of work each. Each point is one turn of the neighbour: with \
-             unconstrained(..) or a futures channel there is only one, after the whole loop.",
+            "Current-thread runtime: one thread runs both tasks. {} items, {} ns of work each. A flat stretch is time \
+             the neighbour wanted to run and could not.",
             self.params.items, self.params.work_ns
         ));
         let mut bars = Figure::bars(
-            "Neighbour's wait per turn: median and longest",
+            "How long the busy task held the thread per poll, and how long the neighbour waited",
             "how the busy task drains its source",
-            "wait (ms)",
+            "ms (log scale)",
         )
         .log_y();
         for r in &self.rows {
             let label = self.label(r.variant);
-            bars = bars.bar(&label, "median wait", r.wait_stats.median, None);
-            bars = bars.bar(&label, "longest wait", r.wait_stats.max, None);
+            bars = bars.bar(&label, "one poll of the busy task (median)", r.median_hold_ms(), None);
+            bars = bars.bar(&label, "neighbour's wait, p90", r.wait_p90, None);
+            bars = bars.bar(&label, "neighbour's longest wait", r.wait_stats.max, None);
         }
         vec![mark_busy(lines, &self.load), mark_busy(bars, &self.load)]
     }
@@ -418,10 +484,10 @@ impl Report for CoopBudgetReport {
                 "busy task",
                 "its polls",
                 "items per poll (median)",
+                "ms per poll (median)",
                 "loop ms",
                 "neighbour turns",
-                "wait p50 ms",
-                "wait p99 ms",
+                "wait p90 ms",
                 "wait max ms",
             ],
         );
@@ -430,16 +496,16 @@ impl Report for CoopBudgetReport {
                 self.label(r.variant),
                 r.polls().to_string(),
                 r.median_items_per_poll().to_string(),
+                fmt_num(r.median_hold_ms()),
                 fmt_num(r.loop_ms),
                 r.waits.len().to_string(),
-                fmt_num(r.wait_stats.median),
-                fmt_num(r.wait_p99),
+                fmt_num(r.wait_p90),
                 fmt_num(r.wait_stats.max),
             ]);
         }
         t.note(format!(
             "tokio 1.54's budget: {TOKIO_BUDGET} units per task poll (one per ready tokio channel receive, lock \
-             acquire, socket read...)."
+             acquire, socket read...). A wait: the time between two turns of the neighbour, which always wants to run."
         ));
         t
     }

@@ -95,7 +95,7 @@ pub fn metrics_table(title: &str, snapshots: &[(String, MetricsSnapshot)]) -> Ta
             s.num_workers.to_string(),
             s.num_alive_tasks.to_string(),
             s.global_queue_depth.to_string(),
-            join(s.busy_ms.iter().map(|v| fmt_num(*v)).collect()),
+            join(s.busy_ms.iter().map(|v| if *v < 0.01 { "0".into() } else { fmt_num(*v) }).collect()),
             join(s.park_count.iter().map(u64::to_string).collect()),
             join(s.park_unpark_count.iter().map(u64::to_string).collect()),
         ]);
@@ -235,6 +235,14 @@ impl Burst {
         let lo = self.tasks.iter().map(|t| t.start_ms).fold(f64::INFINITY, f64::min);
         let hi = self.tasks.iter().map(|t| t.end_ms).fold(0.0, f64::max);
         if lo.is_finite() { hi - lo } else { 0.0 }
+    }
+
+    /// When the last worker to get any task started its first one, ms since the burst
+    /// began (`None` if a worker ran nothing).
+    pub fn all_started_ms(&self, workers: usize) -> Option<f64> {
+        (0..workers)
+            .map(|w| self.tasks.iter().filter(|t| t.ran_on == Some(w)).map(|t| t.start_ms).min_by(f64::total_cmp))
+            .try_fold(0.0f64, |acc, s| s.map(|s| acc.max(s)))
     }
 
     /// The first start on a worker other than the spawner's, ms since the burst began.
@@ -396,7 +404,8 @@ impl WorkStealingReport {
                     SpawnFrom::Worker if Some(r.index) == lifo => LIFO,
                     SpawnFrom::Worker => STAYED,
                 };
-                f = f.span(&lane(w), key, r.start_ms, r.end_ms);
+                // 4 % shorter, so back-to-back tasks stay apart.
+                f = f.span(&lane(w), key, r.start_ms, r.end_ms - 0.04 * (r.end_ms - r.start_ms));
             }
         }
         let note = match b.from {
@@ -408,7 +417,11 @@ impl WorkStealingReport {
                                    queue; an idle worker takes a batch of tasks from it into its own local queue."
                 .to_string(),
         };
-        mark_busy(f.note(note), &self.load)
+        let f = f.note(note).note(
+            "One bar per task, drawn 4 % shorter so that back-to-back tasks stay apart. A gap on a lane: the \
+             worker had nothing to run, or its thread was not on a CPU.",
+        );
+        mark_busy(f, &self.load)
     }
 
     /// The task the spawner's worker ran first, when it was the newest one (the LIFO slot).
@@ -517,33 +530,54 @@ impl Report for WorkStealingReport {
         }
         if let Some(g) = self.burst(SpawnFrom::Outside) {
             let n = g.tasks.len();
-            let per: Vec<String> =
-                g.shares(p.workers).iter().map(|s| format!("worker {} ran {}", s.worker, s.tasks)).collect();
+            let per: Vec<String> = g
+                .shares(p.workers)
+                .iter()
+                .map(|s| {
+                    let each = if s.tasks > 0 { s.task_ms / s.tasks as f64 } else { 0.0 };
+                    format!("worker {} ran {} ({} ms each)", s.worker, s.tasks, fmt_num(each))
+                })
+                .collect();
             let depth = g.metrics.get(1).map_or(0, |m| m.global_queue_depth);
+            let started = match (g.all_started_ms(p.workers), self.burst(SpawnFrom::Worker)) {
+                (Some(t), Some(b)) if p.workers > 1 => format!(
+                    "; every worker had started a task {} ms after the burst began{}",
+                    fmt_num(t),
+                    b.all_started_ms(p.workers)
+                        .map(|l| format!(" (with the local queue, where they had to steal: {} ms)", fmt_num(l)))
+                        .unwrap_or_default()
+                ),
+                _ => String::new(),
+            };
             out.push(Finding::clear(format!(
                 "spawned from the block_on thread (not a worker), the {n} tasks went to the global queue (its depth \
-                 right after spawning: {depth}; the workers had already begun taking them); {}: each idle worker took a \
-                 batch into its own queue, so nothing had to be stolen from a spawner",
+                 right after spawning: {depth}; the workers had already begun taking them); {}. An idle worker takes a \
+                 batch from the global queue into its own, so no worker waits for a spawner's queue to be stolen \
+                 from{started}",
                 per.join(", ")
             )));
             if let Some(b) = self.burst(SpawnFrom::Worker) {
                 let (a, c) = (b.makespan_ms(), g.makespan_ms());
                 if a > 0.0 && c > 0.0 {
                     let ideal = n as f64 * p.task_us as f64 / 1e3 / p.workers.min(cores()).max(1) as f64;
+                    let why = if (a / c - 1.0).abs() < 0.15 {
+                        "about the same: once the tasks are spread, the work takes as long either way"
+                    } else if self.load.busy() {
+                        "on this busy machine the OS, not the queue, likely made the difference: a gap between two \
+                         tasks on one worker's lane is time its thread did not get a CPU"
+                    } else if a > c {
+                        "the local-queue burst was slower: the other workers had to wake up and steal before they \
+                         could help"
+                    } else {
+                        "the global-queue burst was slower here: see how the workers split the batches above"
+                    };
                     out.push(Finding::clear(format!(
                         "first start to last end: {} ms from a worker's local queue vs {} ms from the global queue \
-                         (ideal on {} of this machine's cores: {} ms) — {}",
+                         (ideal on {} of this machine's cores: {} ms) — {why}",
                         fmt_num(a),
                         fmt_num(c),
                         p.workers.min(cores()),
                         fmt_num(ideal),
-                        if (a / c - 1.0).abs() < 0.15 {
-                            "about the same: once stolen, the work is spread either way"
-                        } else if a > c {
-                            "the local-queue burst was slower: the others had to wake up and steal before they could help"
-                        } else {
-                            "the global-queue burst was slower here: workers took batches of unequal size"
-                        }
                     )));
                 }
             }
