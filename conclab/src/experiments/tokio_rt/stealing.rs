@@ -464,24 +464,24 @@ impl Report for WorkStealingReport {
             };
             out.push(Finding::clear(text));
             let order = b.run_order_on_spawner();
-            if n > 1 {
-                if let Some(&first) = order.first() {
-                    let text = if first + 1 == n {
-                        format!(
-                            "the first task worker {sp} ran after its spawner was task {first}, the LAST one spawned: it \
+            if n > 1
+                && let Some(&first) = order.first()
+            {
+                let text = if first + 1 == n {
+                    format!(
+                        "the first task worker {sp} ran after its spawner was task {first}, the LAST one spawned: it \
                              sat in the worker's LIFO slot, which a worker runs before its queue (good for a task that \
                              just handed a message to the task it spawned) and which no other worker may steal"
-                        )
-                    } else {
-                        format!(
-                            "the first task worker {sp} ran after its spawner was task {first}, not the newest \
-                             ({}): the LIFO slot was taken by another worker's wake-up or emptied before the spawner \
-                             finished",
-                            n - 1
-                        )
-                    };
-                    out.push(Finding::clear(text));
-                }
+                    )
+                } else {
+                    format!(
+                        "the first task worker {sp} ran after its spawner was task {first}, not the newest ({}), \
+                             which waits in the LIFO slot and normally runs first: something else got there first in \
+                             this run (see tasks_table())",
+                        n - 1
+                    )
+                };
+                out.push(Finding::clear(text));
             }
             let busy = b.busy_ms();
             let total: f64 = busy.iter().sum();
