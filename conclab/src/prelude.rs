@@ -41,6 +41,15 @@ pub use crate::experiments::threads::{
     orderings, oversubscription, philosophers, pool_vs_spawn, queues,
 };
 #[cfg(feature = "tokio_rt")]
+pub use crate::experiments::tokio_rt::coop::{
+    CoopBudget, CoopBudgetReport, CoopRow, CoopVariant, TOKIO_BUDGET, coop_budget,
+};
+#[cfg(feature = "tokio_rt")]
+pub use crate::experiments::tokio_rt::stealing::{
+    Burst, MetricsSnapshot, SpawnFrom, TaskRun, WorkStealing, WorkStealingReport, WorkerShare, current_worker,
+    metrics_table, work_stealing,
+};
+#[cfg(feature = "tokio_rt")]
 pub use crate::experiments::tokio_rt::timers::{
     LatenessRow, SleepLateness, SleepLatenessReport, TimerWheelReport, TimerWheelRun, WheelStep, sleep_lateness,
     timer_wheel,

@@ -560,4 +560,46 @@ mod tests {
         assert_eq!(r.figures().len(), 2);
         assert!(r.table().to_string().contains("items per poll"));
     }
+
+    /// The notebook cell proposed for the coop budget, as a learner writes it.
+    #[test]
+    fn notebook_cell_neighbour_turns() -> Result<(), crate::lab::rt::RtError> {
+        use crate::prelude::*;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        fn neighbour_turns(budget: bool) -> Result<usize, RtError> {
+            rt::run(Rt::current(), move || async move {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                for i in 0..10_000u64 {
+                    tx.send(i).unwrap();
+                }
+                drop(tx);
+                let drain = async move {
+                    let mut sum = 0;
+                    while let Some(v) = rx.recv().await {
+                        sum += v;
+                    }
+                    sum
+                };
+                let busy = if budget { tokio::spawn(drain) } else { tokio::spawn(tokio::task::unconstrained(drain)) };
+                let turns = Arc::new(AtomicUsize::new(0));
+                let counter = turns.clone();
+                let neighbour = tokio::spawn(async move {
+                    loop {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        tokio::task::yield_now().await;
+                    }
+                });
+                busy.await.unwrap();
+                neighbour.abort();
+                turns.load(Ordering::Relaxed)
+            })
+        }
+        let (on, off) = (neighbour_turns(true)?, neighbour_turns(false)?);
+        println!("budget on: {on} turns; unconstrained: {off} turns");
+        assert!(on >= 10_000 / TOKIO_BUDGET / 2, "{on}");
+        assert!(off <= 3, "{off}");
+        Ok(())
+    }
 }

@@ -73,11 +73,25 @@ impl MetricsSnapshot {
 
 /// Metrics snapshots as a table: one row per snapshot, per-worker values listed in
 /// tokio's worker order (`12 / 11` for two workers).
-pub fn metrics_table(title: &str, snapshots: &[(String, MetricsSnapshot)]) -> Table {
+///
+/// ```
+/// use conclab::prelude::*;
+/// let t = rt::run(Rt::multi(2), || async {
+///     let before = MetricsSnapshot::now("before");
+///     let tasks: Vec<_> = (0..8).map(|_| tokio::spawn(async { std::hint::black_box(1) })).collect();
+///     let during = MetricsSnapshot::now("right after spawning");
+///     for t in tasks {
+///         t.await.unwrap();
+///     }
+///     metrics_table("Runtime metrics", &[before, during, MetricsSnapshot::now("after")])
+/// })
+/// .unwrap();
+/// assert!(t.to_string().contains("num_alive_tasks"));
+/// ```
+pub fn metrics_table(title: &str, snapshots: &[MetricsSnapshot]) -> Table {
     let mut t = Table::new(
         title,
         &[
-            "run",
             "when",
             "num_workers",
             "num_alive_tasks",
@@ -88,9 +102,8 @@ pub fn metrics_table(title: &str, snapshots: &[(String, MetricsSnapshot)]) -> Ta
         ],
     );
     let join = |v: Vec<String>| v.join(" / ");
-    for (run, s) in snapshots {
+    for s in snapshots {
         t.row(vec![
-            run.clone(),
             s.at.clone(),
             s.num_workers.to_string(),
             s.num_alive_tasks.to_string(),
@@ -591,10 +604,16 @@ impl Report for WorkStealingReport {
     }
 
     fn table(&self) -> Table {
-        let rows: Vec<(String, MetricsSnapshot)> = self
+        let rows: Vec<MetricsSnapshot> = self
             .bursts
             .iter()
-            .flat_map(|b| b.metrics.iter().map(move |m| (b.from.label().to_string(), m.clone())))
+            .flat_map(|b| {
+                let short = match b.from {
+                    SpawnFrom::Worker => "local queue",
+                    SpawnFrom::Outside => "global queue",
+                };
+                b.metrics.iter().map(move |m| MetricsSnapshot { at: format!("{short}: {}", m.at), ..m.clone() })
+            })
             .collect();
         let mut t = metrics_table(
             &format!("Stable tokio runtime metrics around each burst ({} workers)", self.params.workers),
@@ -631,6 +650,7 @@ crate::impl_params!(WorkStealing);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lab::rt::RtError;
 
     #[test]
     fn stealing_refuses_bad_parameters() {
@@ -692,5 +712,37 @@ mod tests {
         assert_eq!(m.num_workers, 2);
         assert_eq!(m.busy_ms.len(), 2);
         assert_eq!(current_worker(), None, "the test thread is not a worker");
+    }
+
+    /// The notebook cell proposed for "where do tasks run?", as a learner writes it.
+    #[test]
+    fn notebook_cell_where_tasks_run() -> Result<(), RtError> {
+        use crate::prelude::*;
+        use std::time::Instant;
+        let (spawner, ran_on) = rt::run(Rt::multi(2), || async {
+            tokio::spawn(async {
+                let me = current_worker();
+                let tasks: Vec<_> = (0..8)
+                    .map(|i| {
+                        tokio::spawn(async move {
+                            let t = Instant::now();
+                            while t.elapsed() < ms(1) {} // 1 ms of CPU work, no .await
+                            (i, current_worker())
+                        })
+                    })
+                    .collect();
+                let mut ran_on = Vec::new();
+                for t in tasks {
+                    ran_on.push(t.await.unwrap());
+                }
+                (me, ran_on)
+            })
+            .await
+            .unwrap()
+        })?;
+        let moved = ran_on.iter().filter(|(_, w)| *w != spawner).count();
+        println!("spawned on worker {spawner:?}; ran on {ran_on:?}; {moved} moved");
+        assert!(spawner.is_some() && ran_on.len() == 8);
+        Ok(())
     }
 }
