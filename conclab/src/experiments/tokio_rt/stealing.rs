@@ -573,16 +573,35 @@ impl Report for WorkStealingReport {
                 let (a, c) = (b.makespan_ms(), g.makespan_ms());
                 if a > 0.0 && c > 0.0 {
                     let ideal = n as f64 * p.task_us as f64 / 1e3 / p.workers.min(cores()).max(1) as f64;
+                    let started = |x: &Burst| x.all_started_ms(p.workers).unwrap_or(0.0);
+                    let (sa, sc) = (started(b), started(g));
+                    let per_task: Vec<f64> = [b, g]
+                        .iter()
+                        .flat_map(|x| x.shares(p.workers))
+                        .filter(|s| s.tasks > 0)
+                        .map(|s| s.task_ms / s.tasks as f64)
+                        .collect();
+                    let lo = per_task.iter().cloned().fold(f64::INFINITY, f64::min);
+                    let hi = per_task.iter().cloned().fold(0.0, f64::max);
                     let why = if (a / c - 1.0).abs() < 0.15 {
-                        "about the same: once the tasks are spread, the work takes as long either way"
-                    } else if self.load.busy() {
-                        "on this busy machine the OS, not the queue, likely made the difference: a gap between two \
-                         tasks on one worker's lane is time its thread did not get a CPU"
-                    } else if a > c {
-                        "the local-queue burst was slower: the other workers had to wake up and steal before they \
-                         could help"
+                        "about the same: once the tasks are spread, the work takes as long either way".to_string()
+                    } else if a > c && sa - sc >= 0.5 * (a - c) {
+                        format!(
+                            "the local-queue burst was slower: the other workers had to wake up and steal before \
+                             they could help (all had begun after {} ms vs {} ms)",
+                            fmt_num(sa),
+                            fmt_num(sc)
+                        )
                     } else {
-                        "the global-queue burst was slower here: see how the workers split the batches above"
+                        format!(
+                            "not an effect of the queues: every worker had begun within {} ms in both bursts, but a \
+                             task took {}–{} ms per worker for {} µs of work — the OS gave the workers' threads \
+                             unequal CPU time (other processes, or fewer free cores than workers)",
+                            fmt_num(sa.max(sc)),
+                            fmt_num(lo),
+                            fmt_num(hi),
+                            p.task_us
+                        )
                     };
                     out.push(Finding::clear(format!(
                         "first start to last end: {} ms from a worker's local queue vs {} ms from the global queue \
@@ -592,6 +611,14 @@ impl Report for WorkStealingReport {
                         p.workers.min(cores()),
                         fmt_num(ideal),
                     )));
+                    if a.min(c) > 1.5 * ideal {
+                        out.push(Finding::note(format!(
+                            "both bursts took {}× or more the ideal: the workers' threads did not get {} full cores \
+                             (other processes were running, or the tasks slowed each other down)",
+                            fmt_num(a.min(c) / ideal),
+                            p.workers.min(cores())
+                        )));
+                    }
                 }
             }
         }
