@@ -46,6 +46,10 @@ pub use crate::experiments::tokio_rt::cancel::{
     cancel_safety, cancellation, frame, frame_seq, read_frame, read_frame_owned,
 };
 #[cfg(feature = "tokio_rt")]
+pub use crate::experiments::tokio_rt::coop::{
+    CoopBudget, CoopBudgetReport, CoopRow, CoopVariant, TOKIO_BUDGET, coop_budget,
+};
+#[cfg(feature = "tokio_rt")]
 pub use crate::experiments::tokio_rt::exercises::{
     FrameTicker, ShutdownJobs, check_graceful_shutdown, check_no_lost_frames,
 };
@@ -58,6 +62,11 @@ pub use crate::experiments::tokio_rt::lifecycle::{
 #[cfg(feature = "tokio_rt")]
 pub use crate::experiments::tokio_rt::paused::{
     Backoff, PausedTime, PausedTimeReport, paused_time, retry_with_backoff, run_paused,
+};
+#[cfg(feature = "tokio_rt")]
+pub use crate::experiments::tokio_rt::stealing::{
+    Burst, MetricsSnapshot, SpawnFrom, TaskRun, WorkStealing, WorkStealingReport, WorkerShare, current_worker,
+    metrics_table, work_stealing,
 };
 #[cfg(feature = "tokio_rt")]
 pub use crate::experiments::tokio_rt::timers::{

@@ -61,6 +61,8 @@ fn quick(name: &str) -> &'static [(&'static str, &'static str)] {
         "blocking-pool" => {
             &[("pool_sizes", "1,4"), ("jobs", "8"), ("job_ms", "2"), ("keep_alive_ms", "1,100"), ("bursts", "2")]
         }
+        "work-stealing" => &[("tasks", "8"), ("task_us", "200")],
+        "coop-budget" => &[("items", "2000")],
         "scheduler-intervals" => &[("intervals", "4,61"), ("run_ms", "40")],
         _ => &[],
     }

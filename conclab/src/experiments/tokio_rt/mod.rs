@@ -2,10 +2,12 @@
 //! its own `experiments()` list; this one only gathers them.
 
 pub mod cancel;
+pub mod coop;
 pub mod exercises;
 pub mod flavors;
 pub mod lifecycle;
 pub mod paused;
+pub mod stealing;
 pub mod timers;
 pub mod tuning;
 
@@ -15,11 +17,13 @@ pub const NOTEBOOK: &str = "05-tokio";
 /// This notebook's experiments, for the CLI's registry, in notebook order.
 pub fn experiments() -> Vec<crate::lab::Experiment> {
     let mut all = Vec::new();
-    all.extend(timers::experiments());
-    all.extend(cancel::experiments());
-    all.extend(lifecycle::experiments());
-    all.extend(paused::experiments());
     all.extend(flavors::experiments());
+    all.extend(stealing::experiments());
+    all.extend(coop::experiments());
+    all.extend(lifecycle::experiments());
+    all.extend(cancel::experiments());
+    all.extend(timers::experiments());
+    all.extend(paused::experiments());
     all.extend(tuning::experiments());
     all
 }
