@@ -410,6 +410,11 @@ enum Ended<T> {
 ///    no thread of the runtime is still alive and (outside this crate's unit tests) that the
 ///    process has no more threads than before.
 ///
+/// The time limit is a tokio timer, so it runs on tokio's clock: a body that pauses that
+/// clock (`tokio::time::pause()`) and sleeps past the limit ends at once with
+/// [`RtError::TimedOut`]. For paused-clock code use
+/// `conclab::experiments::tokio_rt::paused::run_paused`, whose limit is on the wall clock.
+///
 /// A body that blocks its thread (a `std::thread::sleep` or a busy loop inside `async`
 /// code) cannot be cancelled: tokio cancels a future only when it yields. The call still
 /// returns after the bounded wait, with [`RtError::Blocked`]; the blocked threads cannot be
