@@ -101,10 +101,15 @@ pub use crate::primitives::timer_wheel::{TimerKey, TimerWheel};
 #[cfg(feature = "features")]
 pub use crate::send_sync_table;
 /// The `futures` crate, so cells can write `futures::channel::oneshot`, `futures::join!`.
-#[cfg(any(feature = "async_basics", feature = "tokio_rt"))]
+#[cfg(any(feature = "async_basics", feature = "tokio_rt", feature = "advanced"))]
 pub use futures;
 #[cfg(feature = "rt")]
 pub use tokio;
-/// `tokio_util` (notebook 05): `tokio_util::sync::CancellationToken`, `tokio_util::task::TaskTracker`.
-#[cfg(feature = "tokio_rt")]
+/// `tokio_stream` and `tower` (notebook 06): streams over tokio types, service middleware.
+#[cfg(feature = "advanced")]
+pub use tokio_stream;
+/// `tokio_util` (notebooks 05, 06): `tokio_util::sync::CancellationToken`, `tokio_util::task::TaskTracker`.
+#[cfg(any(feature = "tokio_rt", feature = "advanced"))]
 pub use tokio_util;
+#[cfg(feature = "advanced")]
+pub use tower;

@@ -4,6 +4,8 @@
 //! CLI; the generic machinery ([`crate::lab::Experiment`]) lives in the lab layer, so
 //! imports run one way: `bin` → `experiments` → `lab` / `primitives`.
 
+#[cfg(feature = "advanced")]
+pub mod advanced;
 #[cfg(feature = "async_basics")]
 pub mod async_basics;
 #[cfg(feature = "features")]
@@ -35,6 +37,8 @@ pub fn experiments() -> Vec<Experiment> {
     all.extend(async_basics::experiments());
     #[cfg(feature = "tokio_rt")]
     all.extend(tokio_rt::experiments());
+    #[cfg(feature = "advanced")]
+    all.extend(advanced::experiments());
     all
 }
 
