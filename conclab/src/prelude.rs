@@ -1,5 +1,7 @@
 //! Everything a notebook cell needs: `use conclab::prelude::*;`.
 
+#[cfg(feature = "advanced")]
+pub use crate::experiments::advanced::starvation::{CpuStrategy, Heartbeat, HeartbeatReport, HeartbeatRow, heartbeat};
 #[cfg(feature = "async_basics")]
 pub use crate::experiments::async_basics::control_flow::{AwaitFlow, AwaitFlowReport, Flow, await_flow};
 #[cfg(feature = "async_basics")]

@@ -6,9 +6,12 @@
 /// The notebook name the experiments of this module belong to.
 pub const NOTEBOOK: &str = "06-advanced";
 
+pub mod starvation;
+
 /// This notebook's experiments, for the CLI's registry, in notebook order.
 pub fn experiments() -> Vec<crate::lab::Experiment> {
     #[allow(unused_mut)]
     let mut all = Vec::new();
+    all.extend(starvation::experiments());
     all
 }
