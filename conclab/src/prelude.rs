@@ -1,6 +1,13 @@
 //! Everything a notebook cell needs: `use conclab::prelude::*;`.
 
 #[cfg(feature = "advanced")]
+pub use crate::experiments::advanced::coordination::{
+    CoordFacts, CoordRow, Coordination, CoordinationReport, CounterMsg, coordination, semaphore_max_in_flight,
+    spawn_counter, which_primitive,
+};
+#[cfg(feature = "advanced")]
+pub use crate::experiments::advanced::exercises::{BOUND_JOBS, BOUND_LIMIT, Job, check_bounded_concurrency};
+#[cfg(feature = "advanced")]
 pub use crate::experiments::advanced::starvation::{CpuStrategy, Heartbeat, HeartbeatReport, HeartbeatRow, heartbeat};
 #[cfg(feature = "async_basics")]
 pub use crate::experiments::async_basics::control_flow::{AwaitFlow, AwaitFlowReport, Flow, await_flow};

@@ -6,6 +6,8 @@
 /// The notebook name the experiments of this module belong to.
 pub const NOTEBOOK: &str = "06-advanced";
 
+pub mod coordination;
+pub mod exercises;
 pub mod starvation;
 
 /// This notebook's experiments, for the CLI's registry, in notebook order.
@@ -13,5 +15,6 @@ pub fn experiments() -> Vec<crate::lab::Experiment> {
     #[allow(unused_mut)]
     let mut all = Vec::new();
     all.extend(starvation::experiments());
+    all.extend(coordination::experiments());
     all
 }
