@@ -63,6 +63,8 @@ fn quick(name: &str) -> &'static [(&'static str, &'static str)] {
         }
         "work-stealing" => &[("tasks", "8"), ("task_us", "200")],
         "coop-budget" => &[("items", "2000")],
+        "heartbeat" => &[("workers", "1"), ("chunks", "4"), ("chunk_ms", "2")],
+        "coordination" => &[("tasks", "5"), ("messages", "40")],
         "scheduler-intervals" => &[("intervals", "4,61"), ("run_ms", "40")],
         _ => &[],
     }

@@ -14,7 +14,8 @@ pub mod machine;
 pub mod noise;
 pub mod os;
 pub mod panics;
-#[cfg(any(feature = "intro", feature = "threads", feature = "async_basics"))] // the features that pull in rayon
+#[cfg(any(feature = "intro", feature = "threads", feature = "async_basics", feature = "advanced"))]
+// the features that pull in rayon
 pub mod rayon_pool;
 pub mod report;
 pub mod rng;

@@ -8,6 +8,7 @@
 
 use crate::lab::budget::check_estimate;
 use crate::lab::noise::mark_busy;
+use crate::lab::rayon_pool::JoinedPool;
 use crate::lab::rt::Rt;
 use crate::lab::timing::quantile_sorted;
 use crate::lab::{
@@ -18,52 +19,6 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-/// A rayon pool whose drop returns only after its workers exited (as
-/// `crate::lab::rayon_pool::JoinedPool`, which is not compiled under `advanced` alone).
-struct JoinedPool {
-    pool: Option<rayon::ThreadPool>,
-    threads: usize,
-    exited: Arc<(std::sync::Mutex<usize>, std::sync::Condvar)>,
-}
-
-impl JoinedPool {
-    fn new(threads: usize) -> Result<JoinedPool, rayon::ThreadPoolBuildError> {
-        let exited = Arc::new((std::sync::Mutex::new(0usize), std::sync::Condvar::new()));
-        let on_exit = Arc::clone(&exited);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("conclab-heartbeat-rayon-{i}"))
-            .exit_handler(move |_| {
-                let (count, cv) = &*on_exit;
-                *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-                cv.notify_all();
-            })
-            .build()?;
-        Ok(JoinedPool { pool: Some(pool), threads, exited })
-    }
-
-    fn spawn(&self, job: impl FnOnce() + Send + 'static) {
-        self.pool.as_ref().expect("the pool lives until drop").spawn(job);
-    }
-}
-
-impl Drop for JoinedPool {
-    fn drop(&mut self) {
-        let wait = Duration::from_secs(10);
-        let before = crate::lab::machine::thread_count();
-        drop(self.pool.take());
-        let deadline = Instant::now() + wait;
-        let (count, cv) = &*self.exited;
-        let guard = count.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = cv.wait_timeout_while(guard, wait, |n| *n < self.threads);
-        // The exit handler runs just before a worker ends: wait until the threads are gone.
-        let target = before.saturating_sub(self.threads);
-        while crate::lab::machine::thread_count() > target && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    }
-}
 
 /// The heartbeat's period, ms.
 pub const BEAT_MS: u64 = 1;
