@@ -1,5 +1,9 @@
 //! Everything a notebook cell needs: `use conclab::prelude::*;`.
 
+#[cfg(feature = "advanced")]
+pub use crate::experiments::advanced::patterns::{
+    CircuitBreakerRun, RetryStorm, check_storm_flattened, circuit_breaker, retry_storm, simulate_storm,
+};
 #[cfg(feature = "async_basics")]
 pub use crate::experiments::async_basics::control_flow::{AwaitFlow, AwaitFlowReport, Flow, await_flow};
 #[cfg(feature = "async_basics")]
@@ -95,6 +99,11 @@ pub use crate::primitives::executor::{
 pub use crate::primitives::future::{
     Countdown, CountingWaker, PollLog, TimerFuture, TraceEvent, TraceKind, TraceLog, Traced, TwoWaits, poll_by_hand,
     poll_by_hand_within, two_waits,
+};
+#[cfg(feature = "advanced")]
+pub use crate::primitives::resilience::{
+    BreakerConfig, BreakerState, CircuitBreaker, Jitter, JitterRng, LoadShedder, Overloaded, RetryPolicy, retry,
+    with_timeout,
 };
 #[cfg(feature = "tokio_rt")]
 pub use crate::primitives::timer_wheel::{TimerKey, TimerWheel};

@@ -3,6 +3,8 @@
 //! tower). Each part has its own module with its own `experiments()` list; this one only
 //! gathers them.
 
+pub mod patterns;
+
 /// The notebook name the experiments of this module belong to.
 pub const NOTEBOOK: &str = "06-advanced";
 
@@ -10,5 +12,6 @@ pub const NOTEBOOK: &str = "06-advanced";
 pub fn experiments() -> Vec<crate::lab::Experiment> {
     #[allow(unused_mut)]
     let mut all = Vec::new();
+    all.extend(patterns::experiments());
     all
 }
