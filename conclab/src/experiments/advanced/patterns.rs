@@ -10,7 +10,13 @@
 //! - [`check_storm_flattened`]: a self-check, the reader's back-off function run through the
 //!   storm.
 
+#[cfg(feature = "tokio_rt")]
 use crate::experiments::tokio_rt::paused::run_paused;
+// Without notebook 05's feature, the same file, compiled here for its `run_paused`.
+#[cfg(not(feature = "tokio_rt"))]
+#[allow(dead_code)]
+#[path = "../tokio_rt/paused.rs"]
+mod paused;
 use crate::lab::check::Verdict;
 use crate::lab::noise::mark_busy;
 use crate::lab::rt::Rt;
@@ -21,6 +27,8 @@ use crate::lab::{
 use crate::primitives::resilience::{
     BreakerConfig, BreakerState, CircuitBreaker, Jitter, JitterRng, RetryPolicy, with_timeout,
 };
+#[cfg(not(feature = "tokio_rt"))]
+use paused::run_paused;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::rc::Rc;
