@@ -17,6 +17,8 @@ use crate::experiments::tokio_rt::paused::run_paused;
 #[allow(dead_code)]
 #[path = "../tokio_rt/paused.rs"]
 mod paused;
+#[cfg(not(feature = "tokio_rt"))]
+use super::NOTEBOOK;
 use crate::lab::check::Verdict;
 use crate::lab::noise::mark_busy;
 use crate::lab::rt::Rt;
