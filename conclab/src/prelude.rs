@@ -2,7 +2,8 @@
 
 #[cfg(feature = "advanced")]
 pub use crate::experiments::advanced::patterns::{
-    CircuitBreakerRun, RetryStorm, check_storm_flattened, circuit_breaker, retry_storm, simulate_storm,
+    CircuitBreakerRun, LoadShedding, RetryStorm, check_storm_flattened, circuit_breaker, load_shedding, retry_storm,
+    simulate_server, simulate_storm,
 };
 #[cfg(feature = "async_basics")]
 pub use crate::experiments::async_basics::control_flow::{AwaitFlow, AwaitFlowReport, Flow, await_flow};

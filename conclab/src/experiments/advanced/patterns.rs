@@ -765,6 +765,390 @@ impl Report for CircuitBreakerReport {
     }
 }
 
+/// Parameters of [`load_shedding`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoadShedding {
+    /// Requests served at once (the service's capacity is workers / service_ms): 1..=1000.
+    pub workers: usize,
+    /// Mean service time of a request (exponentially distributed), in ms: 1..=10000.
+    pub service_ms: u64,
+    /// Offered load at the start, as a multiple of capacity: 0.05..=10.
+    pub start_load: f64,
+    /// Offered load at the end of the ramp: 0.05..=10.
+    pub end_load: f64,
+    /// Length of the ramp, in ms of simulated time: 100..=600000.
+    pub ramp_ms: u64,
+    /// The shedder's limit: requests admitted at once (in service + queued): 1..=100000.
+    pub limit: usize,
+    /// A response slower than this does not count as goodput, in ms: 1..=600000.
+    pub slo_ms: u64,
+    /// Seed of arrivals and service times: 0..=1000000.
+    pub seed: u64,
+}
+
+impl Default for LoadShedding {
+    fn default() -> Self {
+        LoadShedding {
+            workers: 4,
+            service_ms: 10,
+            start_load: 0.5,
+            end_load: 2.0,
+            ramp_ms: 10_000,
+            limit: 16,
+            slo_ms: 200,
+            seed: 1,
+        }
+    }
+}
+
+impl LoadShedding {
+    /// Checks every parameter; nothing has started when this fails.
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_range("workers", self.workers, 1..=1_000)?;
+        check_range("service_ms", self.service_ms, 1..=10_000)?;
+        check_range("start_load", self.start_load, 0.05..=10.0)?;
+        check_range("end_load", self.end_load, 0.05..=10.0)?;
+        check_range("ramp_ms", self.ramp_ms, 100..=600_000)?;
+        check_range("limit", self.limit, 1..=100_000)?;
+        check_range("slo_ms", self.slo_ms, 1..=600_000)?;
+        check_range("seed", self.seed, 0..=1_000_000)?;
+        check_range("requests (offered load × capacity × ramp)", self.expected_requests(), 0..=200_000)
+    }
+
+    /// Requests the service completes per second at most.
+    pub fn capacity_per_s(&self) -> f64 {
+        self.workers as f64 * 1e3 / self.service_ms as f64
+    }
+
+    /// About how many requests the ramp offers.
+    pub fn expected_requests(&self) -> u64 {
+        ((self.start_load + self.end_load) / 2.0 * self.capacity_per_s() * self.ramp_ms as f64 / 1e3) as u64
+    }
+
+    /// The offered load (× capacity) at `t_ms` into the ramp.
+    pub fn load_at(&self, t_ms: f64) -> f64 {
+        self.start_load + (self.end_load - self.start_load) * (t_ms / self.ramp_ms as f64).clamp(0.0, 1.0)
+    }
+
+    /// The requests, deterministic for the seed: (arrival, service time), by arrival; a
+    /// Poisson stream whose rate follows the ramp.
+    pub fn arrivals(&self) -> Vec<(Duration, Duration)> {
+        let mut rng = JitterRng::new(self.seed);
+        let cap_per_ms = self.capacity_per_s() / 1e3;
+        let mut t = 0.0;
+        let mut out = Vec::new();
+        loop {
+            let rate = self.load_at(t) * cap_per_ms;
+            t += -(1.0 - rng.next_f64()).ln() / rate;
+            if t >= self.ramp_ms as f64 {
+                return out;
+            }
+            let service = -(1.0 - rng.next_f64()).ln() * self.service_ms as f64;
+            out.push((Duration::from_secs_f64(t / 1e3), Duration::from_secs_f64(service / 1e3)));
+        }
+    }
+}
+
+/// How one request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RequestRecord {
+    /// Arrival, ms of simulated time.
+    pub at_ms: f64,
+    /// Time to the response (or to the rejection), ms.
+    pub latency_ms: f64,
+    /// Served (false: rejected at once).
+    pub served: bool,
+}
+
+/// One run of a server under the ramp.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerRun {
+    /// What protects the server: "no limit", "load shedder (limit n)", a tower stack, ….
+    pub label: String,
+    /// One per request, by arrival.
+    pub requests: Vec<RequestRecord>,
+}
+
+/// A window of arrivals in a [`ServerRun`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Window {
+    /// The window's start, ms.
+    pub at_ms: f64,
+    /// Offered load, × capacity.
+    pub offered: f64,
+    /// Served responses within the SLO, per s.
+    pub goodput: f64,
+    /// Rejected requests, per s.
+    pub rejected: f64,
+    /// Latency of the served requests, ms (0 when none).
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// The window width of [`ServerRun::windows`], ms.
+pub const WINDOW_MS: f64 = 500.0;
+
+impl ServerRun {
+    /// Per [`WINDOW_MS`] of arrivals: goodput, rejections, latency.
+    pub fn windows(&self, p: &LoadShedding) -> Vec<Window> {
+        let n = (p.ramp_ms as f64 / WINDOW_MS).ceil() as usize;
+        (0..n)
+            .map(|i| {
+                let (a, b) = (i as f64 * WINDOW_MS, (i + 1) as f64 * WINDOW_MS);
+                let inside: Vec<&RequestRecord> =
+                    self.requests.iter().filter(|r| r.at_ms >= a && r.at_ms < b).collect();
+                let mut lat: Vec<f64> = inside.iter().filter(|r| r.served).map(|r| r.latency_ms).collect();
+                lat.sort_by(f64::total_cmp);
+                let q = |x| if lat.is_empty() { 0.0 } else { crate::lab::timing::quantile_sorted(&lat, x) };
+                let per_s = 1e3 / WINDOW_MS;
+                Window {
+                    at_ms: a,
+                    offered: p.load_at(a + WINDOW_MS / 2.0),
+                    goodput: lat.iter().filter(|&&l| l <= p.slo_ms as f64).count() as f64 * per_s,
+                    rejected: inside.iter().filter(|r| !r.served).count() as f64 * per_s,
+                    p50_ms: q(0.5),
+                    p99_ms: q(0.99),
+                }
+            })
+            .collect()
+    }
+
+    /// (served, rejected, served within the SLO).
+    pub fn totals(&self, slo_ms: u64) -> (usize, usize, usize) {
+        let served = self.requests.iter().filter(|r| r.served).count();
+        let good = self.requests.iter().filter(|r| r.served && r.latency_ms <= slo_ms as f64).count();
+        (served, self.requests.len() - served, good)
+    }
+
+    /// p99 latency of the served requests, ms.
+    pub fn p99_ms(&self) -> f64 {
+        let mut lat: Vec<f64> = self.requests.iter().filter(|r| r.served).map(|r| r.latency_ms).collect();
+        lat.sort_by(f64::total_cmp);
+        if lat.is_empty() { 0.0 } else { crate::lab::timing::quantile_sorted(&lat, 0.99) }
+    }
+}
+
+/// Runs the ramp's requests against `workers` workers (a FIFO `Semaphore`); with
+/// `limit`, a [`crate::primitives::resilience::LoadShedder`] in front refuses a request at
+/// once when `limit` are already admitted. On a paused clock.
+pub fn simulate_server(p: &LoadShedding, limit: Option<usize>) -> Result<ServerRun, LabError> {
+    p.validate()?;
+    let arrivals = p.arrivals();
+    let workers = p.workers;
+    let requests = run_paused(Rt::current().timeout(Duration::from_secs(60)), move || async move {
+        let start = Instant::now();
+        let sem = Arc::new(tokio::sync::Semaphore::new(workers));
+        let shedder = limit.map(crate::primitives::resilience::LoadShedder::new);
+        let mut handles = Vec::with_capacity(arrivals.len());
+        for (at, service) in arrivals {
+            tokio::time::sleep_until(start + at).await;
+            let (sem, shedder) = (sem.clone(), shedder.clone());
+            handles.push(tokio::spawn(async move {
+                let t = Instant::now();
+                let admitted = match &shedder {
+                    Some(s) => s.try_acquire().ok().map(Some),
+                    None => Some(None),
+                };
+                let served = match admitted {
+                    Some(_place) => {
+                        let _worker = sem.acquire().await.expect("never closed");
+                        tokio::time::sleep(service).await;
+                        true
+                    }
+                    None => false,
+                };
+                let ms = |x: Instant| (x - start).as_secs_f64() * 1e3;
+                RequestRecord { at_ms: ms(t), latency_ms: ms(Instant::now()) - ms(t), served }
+            }));
+        }
+        let mut out = Vec::with_capacity(handles.len());
+        for h in handles {
+            out.push(h.await.expect("a request task panicked"));
+        }
+        out
+    })
+    .map_err(|e| RunError::new("the load-shedding simulation", e))?;
+    let label = match limit {
+        None => NO_LIMIT.to_string(),
+        Some(n) => format!("load shedder (limit {n})"),
+    };
+    Ok(ServerRun { label, requests })
+}
+
+/// Label of the run without a limit.
+pub const NO_LIMIT: &str = "no limit";
+
+/// Result of [`load_shedding`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoadSheddingReport {
+    pub params: LoadShedding,
+    /// Without a limit, then with the shedder.
+    pub runs: Vec<ServerRun>,
+    pub load: Load,
+}
+
+/// Offered load ramps from `start_load` to `end_load` × capacity over `ramp_ms` (Poisson
+/// arrivals, exponential service times, `workers` at once): once without any limit (the
+/// queue grows), once with a [`crate::primitives::resilience::LoadShedder`] admitting
+/// `limit` requests at once. Records every request's latency or rejection; paused clock.
+pub fn load_shedding(p: &LoadShedding) -> Result<LoadSheddingReport, LabError> {
+    p.validate()?;
+    let probe = LoadProbe::start();
+    let runs = vec![simulate_server(p, None)?, simulate_server(p, Some(p.limit))?];
+    Ok(LoadSheddingReport { params: p.clone(), runs, load: probe.finish() })
+}
+
+/// Findings shared by [`LoadSheddingReport`] and the tower comparison: per run, totals,
+/// p99, and the last window's latency.
+pub(crate) fn server_findings(p: &LoadShedding, runs: &[ServerRun]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for r in runs {
+        let (served, rejected, good) = r.totals(p.slo_ms);
+        let w = r.windows(p);
+        let last = w.last().copied();
+        out.push(Finding::clear(format!(
+            "{}: {} served ({} within the {} ms SLO), {} rejected; p99 latency {} ms overall{}",
+            r.label,
+            served,
+            good,
+            p.slo_ms,
+            rejected,
+            fmt_num(r.p99_ms()),
+            last.map_or(String::new(), |l| format!(
+                ", {} ms in the last window (offered {}× capacity)",
+                fmt_num(l.p99_ms),
+                fmt_num(l.offered)
+            ))
+        )));
+    }
+    out
+}
+
+impl Report for LoadSheddingReport {
+    fn findings(&self) -> Vec<Finding> {
+        let p = &self.params;
+        let mut out = server_findings(p, &self.runs);
+        if let [a, b] = &self.runs[..] {
+            let wa = a.windows(p);
+            let over = wa.iter().position(|w| w.offered > 1.0);
+            let (pa, pb) = (a.p99_ms(), b.p99_ms());
+            out.push(if pa > 2.0 * pb {
+                Finding::clear(format!(
+                    "past capacity{} the unlimited queue only grows: every new request waits behind all the earlier \
+                     ones, so latency climbs for as long as the overload lasts (p99 {} ms); the shedder keeps at \
+                     most {} requests admitted, so a served request waits behind at most that many, about {} × {} ms \
+                     / {} = {} ms on average, and its p99 stays at {} ms",
+                    over.map_or(String::new(), |i| format!(" (from {} s)", fmt_num(wa[i].at_ms / 1e3))),
+                    fmt_num(pa),
+                    p.limit,
+                    p.limit,
+                    p.service_ms,
+                    p.workers,
+                    fmt_num(p.limit as f64 * p.service_ms as f64 / p.workers as f64),
+                    fmt_num(pb)
+                ))
+            } else {
+                Finding::clear(format!(
+                    "the p99 latency was {} ms without a limit and {} ms with the shedder: the overload was too \
+                     short or too light for the queue to grow much",
+                    fmt_num(pa),
+                    fmt_num(pb)
+                ))
+            });
+            let (ga, gb) = (a.totals(p.slo_ms).2, b.totals(p.slo_ms).2);
+            out.push(Finding::clear(format!(
+                "goodput (responses within {} ms): {} without a limit vs {} with the shedder{}",
+                p.slo_ms,
+                ga,
+                gb,
+                if gb > ga {
+                    " — without a limit the server stays busy, but on requests whose answer comes too late to matter"
+                } else {
+                    ""
+                }
+            )));
+        }
+        out.push(Finding::note(self.load.sentence()));
+        out
+    }
+
+    fn figures(&self) -> Vec<Figure> {
+        server_figures(&self.params, &self.runs, &self.load)
+    }
+
+    fn table(&self) -> Table {
+        server_table(&self.params, &self.runs)
+    }
+}
+
+/// p99 latency and goodput per window, one series per run.
+pub(crate) fn server_figures(p: &LoadShedding, runs: &[ServerRun], load: &Load) -> Vec<Figure> {
+    let mut lat = Figure::lines(
+        &format!("Latency as offered load ramps from {}× to {}× capacity", fmt_num(p.start_load), fmt_num(p.end_load)),
+        "offered load (× capacity)",
+        "latency of served requests (ms); p99, band p50–p99",
+    )
+    .log_y();
+    let mut good = Figure::lines("Goodput and rejections", "offered load (× capacity)", "requests per s");
+    for r in runs {
+        let w = r.windows(p);
+        let pts = w
+            .iter()
+            .filter(|w| w.p99_ms > 0.0)
+            .map(|w| Point::spread(w.offered, w.p99_ms, w.p50_ms.max(1e-3), w.p99_ms))
+            .collect();
+        lat = lat.series(Series::new(r.label.clone(), Style::Measured, pts));
+        good = good.series(Series::new(
+            format!("{}: goodput", r.label),
+            Style::Measured,
+            w.iter().map(|w| Point::new(w.offered, w.goodput)).collect(),
+        ));
+        if w.iter().any(|w| w.rejected > 0.0) {
+            good = good.series(Series::new(
+                format!("{}: rejected", r.label),
+                Style::Measured,
+                w.iter().map(|w| Point::new(w.offered, w.rejected)).collect(),
+            ));
+        }
+    }
+    let cap = p.capacity_per_s();
+    let (lo, hi) = (p.start_load.min(p.end_load), p.start_load.max(p.end_load));
+    good = good.series(Series::new("capacity", Style::Ideal, vec![Point::new(lo, cap), Point::new(hi, cap)]));
+    let good = good.note(format!("Goodput: responses within the {} ms SLO.", p.slo_ms));
+    vec![mark_busy(lat, load), mark_busy(good, load)]
+}
+
+/// Totals per run.
+pub(crate) fn server_table(p: &LoadShedding, runs: &[ServerRun]) -> Table {
+    let mut t = Table::new(
+        "Under a load ramp: served, rejected, latency",
+        &["server", "requests", "served", "within SLO", "rejected", "p50 ms", "p99 ms"],
+    );
+    for r in runs {
+        let (served, rejected, good) = r.totals(p.slo_ms);
+        let mut lat: Vec<f64> = r.requests.iter().filter(|r| r.served).map(|r| r.latency_ms).collect();
+        lat.sort_by(f64::total_cmp);
+        let p50 = if lat.is_empty() { 0.0 } else { crate::lab::timing::quantile_sorted(&lat, 0.5) };
+        t.row(vec![
+            r.label.clone(),
+            r.requests.len().to_string(),
+            served.to_string(),
+            good.to_string(),
+            rejected.to_string(),
+            fmt_num(p50),
+            fmt_num(r.p99_ms()),
+        ]);
+    }
+    t.note(format!(
+        "Capacity {} requests/s ({} workers, {} ms mean service); simulated on a paused clock.",
+        fmt_num(p.capacity_per_s()),
+        p.workers,
+        p.service_ms
+    ));
+    t
+}
+
 /// This module's experiments, for the CLI's registry.
 pub fn experiments() -> Vec<crate::lab::Experiment> {
     vec![
@@ -780,14 +1164,47 @@ pub fn experiments() -> Vec<crate::lab::Experiment> {
             "a circuit breaker's closed/open/half-open states against a dependency that fails for a while (paused clock)",
             circuit_breaker,
         ),
+        crate::lab::Experiment::new(
+            "load-shedding",
+            super::NOTEBOOK,
+            "offered load ramping past capacity: an unbounded queue vs a load shedder (latency, goodput; paused clock)",
+            load_shedding,
+        ),
     ]
 }
 
-crate::impl_params!(RetryStorm, CircuitBreakerRun);
+crate::impl_params!(RetryStorm, CircuitBreakerRun, LoadShedding);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shedding_refuses_bad_parameters() {
+        assert!(load_shedding(&LoadShedding { workers: 0, ..Default::default() }).is_err());
+        let e = LoadShedding { end_load: 11.0, ..Default::default() }.validate().unwrap_err();
+        assert!(e.to_string().contains("end_load"), "{e}");
+        assert!(
+            LoadShedding { workers: 1000, service_ms: 1, ramp_ms: 600_000, ..Default::default() }.validate().is_err()
+        );
+    }
+
+    #[test]
+    fn the_shedder_bounds_latency_under_overload() {
+        let p = LoadShedding { ramp_ms: 4_000, ..Default::default() };
+        let r = load_shedding(&p).unwrap();
+        let (a, b) = (&r.runs[0], &r.runs[1]);
+        assert_eq!(a.requests.len(), b.requests.len());
+        assert_eq!(a.totals(p.slo_ms).1, 0, "no limit rejects nothing");
+        assert!(b.totals(p.slo_ms).1 > 0, "the shedder rejects some");
+        // Overload of 2× for seconds: the queue's p99 is far beyond the bounded one.
+        assert!(a.p99_ms() > 10.0 * b.p99_ms(), "{} vs {}", a.p99_ms(), b.p99_ms());
+        assert!(r.findings().len() >= 4);
+        for f in r.figures() {
+            assert!(f.to_svg().contains("<svg"));
+        }
+        assert!(r.table().to_string().contains("within SLO"));
+    }
 
     #[test]
     fn storm_refuses_bad_parameters() {
