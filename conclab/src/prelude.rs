@@ -5,6 +5,10 @@ pub use crate::experiments::advanced::patterns::{
     CircuitBreakerRun, LoadShedding, RetryStorm, check_storm_flattened, circuit_breaker, load_shedding, retry_storm,
     simulate_server, simulate_storm,
 };
+#[cfg(feature = "advanced")]
+pub use crate::experiments::advanced::tower_side::{
+    Attempts, TowerStack, simulate_tower, tower_vs_hand, what_tower_adds,
+};
 #[cfg(feature = "async_basics")]
 pub use crate::experiments::async_basics::control_flow::{AwaitFlow, AwaitFlowReport, Flow, await_flow};
 #[cfg(feature = "async_basics")]

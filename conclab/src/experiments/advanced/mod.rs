@@ -4,6 +4,7 @@
 //! gathers them.
 
 pub mod patterns;
+pub mod tower_side;
 
 /// The notebook name the experiments of this module belong to.
 pub const NOTEBOOK: &str = "06-advanced";
@@ -13,5 +14,6 @@ pub fn experiments() -> Vec<crate::lab::Experiment> {
     #[allow(unused_mut)]
     let mut all = Vec::new();
     all.extend(patterns::experiments());
+    all.extend(tower_side::experiments());
     all
 }

@@ -11,7 +11,7 @@
 //!   storm.
 
 #[cfg(feature = "tokio_rt")]
-use crate::experiments::tokio_rt::paused::run_paused;
+pub(crate) use crate::experiments::tokio_rt::paused::run_paused;
 // Without notebook 05's feature, the same file, compiled here for its `run_paused`.
 #[cfg(not(feature = "tokio_rt"))]
 #[allow(dead_code)]
@@ -30,7 +30,7 @@ use crate::primitives::resilience::{
     BreakerConfig, BreakerState, CircuitBreaker, Jitter, JitterRng, RetryPolicy, with_timeout,
 };
 #[cfg(not(feature = "tokio_rt"))]
-use paused::run_paused;
+pub(crate) use paused::run_paused;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::rc::Rc;
