@@ -2,8 +2,8 @@
 
 #[cfg(feature = "advanced")]
 pub use crate::experiments::advanced::patterns::{
-    CircuitBreakerRun, LoadShedding, RetryStorm, check_storm_flattened, circuit_breaker, load_shedding, retry_storm,
-    simulate_server, simulate_storm,
+    CircuitBreakerRun, GracefulShutdown, LoadShedding, RetryStorm, check_storm_flattened, circuit_breaker,
+    graceful_shutdown, load_shedding, retry_storm, simulate_server, simulate_storm,
 };
 #[cfg(feature = "advanced")]
 pub use crate::experiments::advanced::tower_side::{

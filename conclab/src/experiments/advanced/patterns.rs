@@ -1149,6 +1149,202 @@ pub(crate) fn server_table(p: &LoadShedding, runs: &[ServerRun]) -> Table {
     t
 }
 
+/// Parameters of [`graceful_shutdown`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GracefulShutdown {
+    /// Requests arriving per second (Poisson): 1..=10000.
+    pub rate_per_s: u64,
+    /// Each request takes a uniform 1..=this many ms: 1..=60000.
+    pub max_request_ms: u64,
+    /// When the server stops accepting, in ms: 100..=600000.
+    pub stop_at_ms: u64,
+    /// How long it then waits for requests in flight before aborting them, in ms: 0..=600000.
+    pub deadline_ms: u64,
+    /// Seed of arrivals and request lengths: 0..=1000000.
+    pub seed: u64,
+}
+
+impl Default for GracefulShutdown {
+    fn default() -> Self {
+        GracefulShutdown { rate_per_s: 200, max_request_ms: 2_000, stop_at_ms: 3_000, deadline_ms: 1_000, seed: 1 }
+    }
+}
+
+impl GracefulShutdown {
+    /// Checks every parameter; nothing has started when this fails.
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_range("rate_per_s", self.rate_per_s, 1..=10_000)?;
+        check_range("max_request_ms", self.max_request_ms, 1..=60_000)?;
+        check_range("stop_at_ms", self.stop_at_ms, 100..=600_000)?;
+        check_range("deadline_ms", self.deadline_ms, 0..=600_000)?;
+        check_range("seed", self.seed, 0..=1_000_000)?;
+        let requests = self.rate_per_s * (self.stop_at_ms + self.deadline_ms) / 1_000;
+        check_range("rate_per_s × (stop_at_ms + deadline_ms)", requests, 0..=500_000)
+    }
+}
+
+/// Result of [`graceful_shutdown`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GracefulShutdownReport {
+    pub params: GracefulShutdown,
+    /// Accepted requests: (start ms, end ms, or None when aborted at the deadline).
+    pub accepted: Vec<(f64, Option<f64>)>,
+    /// Requests refused after the stop.
+    pub refused: usize,
+    /// When the drain ended (all done, or the deadline), ms.
+    pub drained_at_ms: f64,
+    pub load: Load,
+}
+
+impl GracefulShutdownReport {
+    /// Requests in flight at the stop.
+    pub fn in_flight_at_stop(&self) -> usize {
+        let stop = self.params.stop_at_ms as f64;
+        self.accepted.iter().filter(|(_, e)| e.is_none_or(|e| e > stop)).count()
+    }
+
+    /// Requests aborted at the deadline.
+    pub fn aborted(&self) -> usize {
+        self.accepted.iter().filter(|(_, e)| e.is_none()).count()
+    }
+}
+
+/// A server accepts requests (each a task in a `JoinSet`, lasting 1..=`max_request_ms`)
+/// until `stop_at_ms`; then it stops accepting (later arrivals are refused), waits up to
+/// `deadline_ms` for the requests in flight to finish (drain), and aborts the rest. On a
+/// paused clock.
+pub fn graceful_shutdown(p: &GracefulShutdown) -> Result<GracefulShutdownReport, LabError> {
+    p.validate()?;
+    let probe = LoadProbe::start();
+    let q = p.clone();
+    let (accepted, refused, drained_at_ms) =
+        run_paused(Rt::current().timeout(Duration::from_secs(60)), move || async move {
+            let p = q;
+            let start = Instant::now();
+            let ms = move |t: Instant| (t - start).as_secs_f64() * 1e3;
+            let mut rng = JitterRng::new(p.seed);
+            let stop = start + Duration::from_millis(p.stop_at_ms);
+            let deadline = stop + Duration::from_millis(p.deadline_ms);
+            let ends = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let mut set = tokio::task::JoinSet::new();
+            let mut t = 0.0;
+            let mut refused = 0;
+            let mut starts = Vec::new();
+            loop {
+                t += -(1.0 - rng.next_f64()).ln() * 1e3 / p.rate_per_s as f64;
+                let at = start + Duration::from_secs_f64(t / 1e3);
+                if at >= deadline {
+                    break;
+                }
+                let len = Duration::from_millis(1 + (rng.next_f64() * p.max_request_ms as f64) as u64);
+                if at < stop {
+                    tokio::time::sleep_until(at).await;
+                    let (i, ends) = (starts.len(), ends.clone());
+                    starts.push(ms(at));
+                    set.spawn(async move {
+                        tokio::time::sleep(len).await;
+                        ends.lock().unwrap_or_else(|e| e.into_inner()).push((i, ms(Instant::now())));
+                    });
+                    // Reap finished tasks as we go, so the set holds only those in flight.
+                    while set.try_join_next().is_some() {}
+                } else {
+                    // Stopped: refuse (the drain below runs meanwhile; here only counted).
+                    refused += 1;
+                }
+            }
+            tokio::time::sleep_until(stop).await;
+            // Drain: wait for the requests in flight, but not past the deadline.
+            let drained = tokio::time::timeout_at(deadline, async { while set.join_next().await.is_some() {} }).await;
+            let drained_at = if drained.is_ok() { ms(Instant::now()) } else { ms(deadline) };
+            set.shutdown().await; // aborts what is left and waits for it
+            let mut accepted: Vec<(f64, Option<f64>)> = starts.into_iter().map(|s| (s, None)).collect();
+            for (i, e) in ends.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                accepted[*i].1 = Some(*e);
+            }
+            (accepted, refused, drained_at)
+        })
+        .map_err(|e| RunError::new("the graceful-shutdown simulation", e))?;
+    Ok(GracefulShutdownReport { params: p.clone(), accepted, refused, drained_at_ms, load: probe.finish() })
+}
+
+impl Report for GracefulShutdownReport {
+    fn findings(&self) -> Vec<Finding> {
+        let p = &self.params;
+        let (flight, aborted) = (self.in_flight_at_stop(), self.aborted());
+        let mut out = vec![Finding::clear(format!(
+            "{} requests were accepted before the stop at {} ms; {} were in flight then, and {} arrivals after it \
+             were refused (stop accepting first, so the drain has an end)",
+            self.accepted.len(),
+            p.stop_at_ms,
+            flight,
+            self.refused
+        ))];
+        let drain = self.drained_at_ms - p.stop_at_ms as f64;
+        out.push(if aborted == 0 {
+            Finding::clear(format!(
+                "all {flight} finished during the drain, in {} ms — within the {} ms deadline, since no request \
+                 lasts longer than {} ms",
+                fmt_num(drain),
+                p.deadline_ms,
+                p.max_request_ms
+            ))
+        } else {
+            Finding::clear(format!(
+                "{} of the {flight} finished within the {} ms deadline and {aborted} were aborted at it: requests \
+                 last up to {} ms, so a deadline shorter than that cuts the longest ones; the deadline bounds how \
+                 long shutdown takes, at the price of those requests",
+                flight - aborted,
+                p.deadline_ms,
+                p.max_request_ms
+            ))
+        });
+        out.push(Finding::note(self.load.sentence()));
+        out
+    }
+
+    fn figures(&self) -> Vec<Figure> {
+        let p = &self.params;
+        let end = (p.stop_at_ms + p.deadline_ms) as f64;
+        let step = (end / 400.0).max(1.0);
+        let mut pts = Vec::new();
+        let mut x = 0.0;
+        while x <= end {
+            let n = self.accepted.iter().filter(|(s, e)| *s <= x && e.unwrap_or(f64::INFINITY) > x).count();
+            pts.push(Point::new(x, n as f64));
+            x += step;
+        }
+        let top = pts.iter().map(|q| q.y).fold(1.0, f64::max);
+        let f = Figure::lines("Graceful shutdown: requests in flight", "simulated time (ms)", "requests in flight")
+            .series(Series::new("in flight", Style::Measured, pts))
+            .series(Series::new(
+                "stop accepting",
+                Style::Ideal,
+                vec![Point::new(p.stop_at_ms as f64, 0.0), Point::new(p.stop_at_ms as f64, top)],
+            ))
+            .series(Series::new("deadline", Style::Ideal, vec![Point::new(end, 0.0), Point::new(end, top)]))
+            .note("After the stop the count can only fall; at the deadline what is left is aborted.");
+        vec![mark_busy(f, &self.load)]
+    }
+
+    fn table(&self) -> Table {
+        let p = &self.params;
+        let mut t = Table::new(
+            "Graceful shutdown",
+            &["accepted", "in flight at stop", "drained", "aborted", "refused", "drain ms"],
+        );
+        t.row(vec![
+            self.accepted.len().to_string(),
+            self.in_flight_at_stop().to_string(),
+            (self.in_flight_at_stop() - self.aborted()).to_string(),
+            self.aborted().to_string(),
+            self.refused.to_string(),
+            fmt_num(self.drained_at_ms - p.stop_at_ms as f64),
+        ]);
+        t
+    }
+}
+
 /// This module's experiments, for the CLI's registry.
 pub fn experiments() -> Vec<crate::lab::Experiment> {
     vec![
@@ -1170,14 +1366,36 @@ pub fn experiments() -> Vec<crate::lab::Experiment> {
             "offered load ramping past capacity: an unbounded queue vs a load shedder (latency, goodput; paused clock)",
             load_shedding,
         ),
+        crate::lab::Experiment::new(
+            "graceful-shutdown",
+            super::NOTEBOOK,
+            "stop accepting, drain the requests in flight, abort the rest at a deadline (paused clock)",
+            graceful_shutdown,
+        ),
     ]
 }
 
-crate::impl_params!(RetryStorm, CircuitBreakerRun, LoadShedding);
+crate::impl_params!(RetryStorm, CircuitBreakerRun, LoadShedding, GracefulShutdown);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shutdown_drains_or_aborts_at_the_deadline() {
+        assert!(graceful_shutdown(&GracefulShutdown { rate_per_s: 0, ..Default::default() }).is_err());
+        let r = graceful_shutdown(&GracefulShutdown::default()).unwrap();
+        assert!(r.in_flight_at_stop() > 10);
+        assert!(r.aborted() > 0, "requests up to 2 s, deadline 1 s: some are cut");
+        assert!(r.refused > 0);
+        assert_eq!(r.drained_at_ms, 4_000.0);
+        let long = graceful_shutdown(&GracefulShutdown { deadline_ms: 3_000, ..Default::default() }).unwrap();
+        assert_eq!(long.aborted(), 0);
+        assert!(long.drained_at_ms <= 5_000.0 + 1.0);
+        assert!(r.findings().len() >= 2);
+        assert!(r.figure().to_svg().contains("<svg"));
+        assert!(r.table().to_string().contains("aborted"));
+    }
 
     #[test]
     fn shedding_refuses_bad_parameters() {
