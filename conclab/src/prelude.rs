@@ -8,7 +8,16 @@ pub use crate::experiments::advanced::coordination::{
 #[cfg(feature = "advanced")]
 pub use crate::experiments::advanced::exercises::{BOUND_JOBS, BOUND_LIMIT, Job, check_bounded_concurrency};
 #[cfg(feature = "advanced")]
+pub use crate::experiments::advanced::patterns::{
+    CircuitBreakerRun, GracefulShutdown, LoadShedding, RetryStorm, check_storm_flattened, circuit_breaker,
+    graceful_shutdown, load_shedding, retry_storm, simulate_server, simulate_storm,
+};
+#[cfg(feature = "advanced")]
 pub use crate::experiments::advanced::starvation::{CpuStrategy, Heartbeat, HeartbeatReport, HeartbeatRow, heartbeat};
+#[cfg(feature = "advanced")]
+pub use crate::experiments::advanced::tower_side::{
+    Attempts, TowerStack, simulate_tower, tower_vs_hand, what_tower_adds,
+};
 #[cfg(feature = "async_basics")]
 pub use crate::experiments::async_basics::control_flow::{AwaitFlow, AwaitFlowReport, Flow, await_flow};
 #[cfg(feature = "async_basics")]
@@ -104,6 +113,11 @@ pub use crate::primitives::executor::{
 pub use crate::primitives::future::{
     Countdown, CountingWaker, PollLog, TimerFuture, TraceEvent, TraceKind, TraceLog, Traced, TwoWaits, poll_by_hand,
     poll_by_hand_within, two_waits,
+};
+#[cfg(feature = "advanced")]
+pub use crate::primitives::resilience::{
+    BreakerConfig, BreakerState, CircuitBreaker, Jitter, JitterRng, LoadShedder, Overloaded, RetryPolicy, retry,
+    with_timeout,
 };
 #[cfg(feature = "tokio_rt")]
 pub use crate::primitives::timer_wheel::{TimerKey, TimerWheel};

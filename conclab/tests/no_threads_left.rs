@@ -65,6 +65,11 @@ fn quick(name: &str) -> &'static [(&'static str, &'static str)] {
         "coop-budget" => &[("items", "2000")],
         "heartbeat" => &[("workers", "1"), ("chunks", "4"), ("chunk_ms", "2")],
         "coordination" => &[("tasks", "5"), ("messages", "40")],
+        "retry-storm" => &[("clients", "100")],
+        "circuit-breaker" => &[("clients", "5")],
+        "load-shedding" => &[("ramp_ms", "2000")],
+        "graceful-shutdown" => &[("rate_per_s", "50")],
+        "tower-vs-hand" => &[("ramp_ms", "2000")],
         "scheduler-intervals" => &[("intervals", "4,61"), ("run_ms", "40")],
         _ => &[],
     }

@@ -16,6 +16,8 @@
 pub mod executor;
 pub mod future;
 pub mod once_slot;
+#[cfg(feature = "advanced")]
+pub mod resilience;
 pub mod spin_lock;
 mod sync;
 #[cfg(feature = "threads")]

@@ -8,7 +8,9 @@ pub const NOTEBOOK: &str = "06-advanced";
 
 pub mod coordination;
 pub mod exercises;
+pub mod patterns;
 pub mod starvation;
+pub mod tower_side;
 
 /// This notebook's experiments, for the CLI's registry, in notebook order.
 pub fn experiments() -> Vec<crate::lab::Experiment> {
@@ -16,5 +18,7 @@ pub fn experiments() -> Vec<crate::lab::Experiment> {
     let mut all = Vec::new();
     all.extend(starvation::experiments());
     all.extend(coordination::experiments());
+    all.extend(patterns::experiments());
+    all.extend(tower_side::experiments());
     all
 }
