@@ -347,6 +347,17 @@ impl Report for FlavorsReport {
                     if first.workers == 1 { "" } else { "s" },
                     tps(first.throughput_stats.median)
                 )
+            } else if gain >= 0.85 * limit && limit > 1.05 {
+                // The demand, not the machine, capped the gain.
+                format!(
+                    "{} workers finished {} tasks/s, {}× what {} worker did: close to the most this workload allows — \
+                     it needs only about {} cores of CPU, so past that an added worker finds nothing to run",
+                    r.workers,
+                    tps(r.throughput_stats.median),
+                    fmt_num(gain),
+                    first.workers,
+                    fmt_num(demand)
+                )
             } else {
                 format!(
                     "{} workers finished {} tasks/s, only {}× what {} worker did: with a CPU demand of about {} cores \
@@ -531,9 +542,14 @@ impl Report for FlavorsReport {
             ]);
         }
         let p = &self.params;
+        let bursts = if p.burst_every > 0 && p.burst_us > 0 {
+            format!("one in {} also a {} µs burst", p.burst_every, p.burst_us)
+        } else {
+            "no bursts".to_string()
+        };
         t.note(format!(
-            "{} chains; each task: {} × (sleep {} µs + {} µs CPU); one in {} also a {} µs burst; {} ms per run × {} repeats.",
-            p.clients, p.waits, p.wait_us, p.slice_us, p.burst_every, p.burst_us, p.run_ms, p.repeats
+            "{} chains; each task: {} × (sleep {} µs + {} µs CPU); {bursts}; {} ms per run × {} repeats.",
+            p.clients, p.waits, p.wait_us, p.slice_us, p.run_ms, p.repeats
         ));
         t
     }

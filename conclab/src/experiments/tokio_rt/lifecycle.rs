@@ -542,22 +542,31 @@ impl TaskLifecycleReport {
                 (Some(s), None) => f = f.span(lane, key, s, end.max(s + w)),
                 _ => {}
             }
-            if let Some(s) = mine().find(|e| e.event == TaskEventKind::ShutdownBegan).map(|e| e.at_ms) {
-                let e = mine().find(|e| e.event == TaskEventKind::ShutdownReturned).map_or(end, |e| e.at_ms);
-                f = f.span(lane, "shutdown_timeout", s, e.max(s + w));
+        }
+        // Colours go to keys in the order they first appear. The markers are added kind by
+        // kind in a fixed order, and the shutdown keys (absent from the zoom) last, so a key
+        // has the same colour in the full figure and in the zoom.
+        let markers = [
+            (TaskEventKind::HandleDropped, "▮ handle dropped"),
+            (TaskEventKind::Panicked, "▮ panicked"),
+            (TaskEventKind::AbortCalled, "▮ abort()"),
+            (TaskEventKind::Dropped, "▮ dropped (Drop guard)"),
+            (TaskEventKind::Joined, "▮ joined"),
+        ];
+        for (kind, marker) in markers {
+            for e in events.iter().filter(|e| e.event == kind) {
+                f = f.span(&e.task, marker, e.at_ms - w, e.at_ms + w);
             }
         }
-        for e in &events {
-            let marker = match e.event {
-                TaskEventKind::Joined => "▮ joined",
-                TaskEventKind::AbortCalled => "▮ abort()",
-                TaskEventKind::HandleDropped => "▮ handle dropped",
-                TaskEventKind::Panicked => "▮ panicked",
-                TaskEventKind::Dropped => "▮ dropped (Drop guard)",
-                TaskEventKind::ThreadsGone => "▮ all threads exited",
-                _ => continue,
-            };
-            f = f.span(&e.task, marker, e.at_ms - w, e.at_ms + w);
+        for e in events.iter().filter(|e| e.event == TaskEventKind::ShutdownBegan) {
+            let ret = events
+                .iter()
+                .find(|r| r.task == e.task && r.event == TaskEventKind::ShutdownReturned)
+                .map_or(end, |r| r.at_ms);
+            f = f.span(&e.task, "shutdown_timeout", e.at_ms, ret.max(e.at_ms + w));
+        }
+        for e in events.iter().filter(|e| e.event == TaskEventKind::ThreadsGone) {
+            f = f.span(&e.task, "▮ all threads exited", e.at_ms - w, e.at_ms + w);
         }
         f.size(760, 600).note(
             "Bars: from a task's first poll to its end. Markers: narrow bars at the events. The runtime lane's bar \

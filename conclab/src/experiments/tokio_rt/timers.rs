@@ -174,9 +174,26 @@ impl Report for SleepLatenessReport {
             let lo = tokio.iter().map(|r| r.stats.median).fold(f64::INFINITY, f64::min);
             let hi = tokio.iter().map(|r| r.stats.median).fold(0.0, f64::max);
             let worst = tokio.iter().max_by(|a, b| a.p99.total_cmp(&b.p99)).expect("non-empty");
+            // Whole-millisecond requests: the deadline is rounded up to the next tick, and the
+            // driver parks for a whole number of ticks counted from the start of the current
+            // tick (tokio 1.54, `time::Driver::park_internal`), so the two roundings add up to
+            // about one tick whatever the phase.
+            let whole: Vec<&&LatenessRow> =
+                tokio.iter().filter(|r| r.requested_us >= 1_000 && r.requested_us % 1_000 == 0).collect();
+            let one_tick = !whole.is_empty() && whole.iter().all(|r| (0.8..=1.6).contains(&r.stats.median));
+            let why = if one_tick {
+                format!(
+                    ". For whole milliseconds ({}) the median sat near one full tick at every phase: the deadline is \
+                     rounded up to the next tick, and the driver parks for whole ticks counted from the start of the \
+                     current one, so the two roundings add up to about 1 ms plus the wake-up",
+                    whole.iter().map(|r| size(r.requested_us)).collect::<Vec<_>>().join(", ")
+                )
+            } else {
+                String::new()
+            };
             out.push(Finding::clear(format!(
                 "tokio's median lateness stays between {} and {} ms for every size from {} to {}: a fixed cost of the tick, \
-                 not a share of the request; its worst p99 is {} ms (at {})",
+                 not a share of the request; its worst p99 is {} ms (at {}){why}",
                 fmt_num(lo),
                 fmt_num(hi),
                 size(*self.params.sizes_us.iter().min().unwrap_or(&0)),
