@@ -323,8 +323,10 @@ async fn lifecycle_body(log: Log, p: TaskLifecycle) -> Outcomes {
     }
 
     steps(2, step).await;
-    aborted.abort();
+    // Logged just before the call: a worker may drop the future before abort() returns,
+    // and the guard's event must not come before the request's.
     log.push(ABORTED, TaskEventKind::AbortCalled, "");
+    aborted.abort();
     let is_cancelled = match aborted.await {
         Ok(()) => {
             log.push(ABORTED, TaskEventKind::Joined, "Ok(()): it finished before abort() took effect");

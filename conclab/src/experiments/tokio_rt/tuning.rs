@@ -672,8 +672,8 @@ impl Report for SchedulerIntervalsReport {
         .log_x();
         for (knob, panel, name) in [
             // Panel titles are drawn on one line: at most ~34 characters fit a half-width panel.
-            (EVENT_INTERVAL, "event_interval: a socket's wait", "socket read wait"),
-            (GLOBAL_QUEUE_INTERVAL, "global_queue_interval: a spawn's", "outside spawn → first poll"),
+            (EVENT_INTERVAL, "event_interval: socket wait", "socket read wait"),
+            (GLOBAL_QUEUE_INTERVAL, "global_queue_interval: spawn wait", "outside spawn → first poll"),
         ] {
             let rows = self.knob(knob);
             f = f.panel(panel);
