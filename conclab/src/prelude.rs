@@ -79,7 +79,7 @@ pub use crate::experiments::tokio_rt::lifecycle::{
 };
 #[cfg(feature = "tokio_rt")]
 pub use crate::experiments::tokio_rt::paused::{
-    Backoff, PausedTime, PausedTimeReport, paused_time, retry_with_backoff, run_paused,
+    Backoff, PausedTime, PausedTimeReport, paused_time, retry_with_backoff,
 };
 #[cfg(feature = "tokio_rt")]
 pub use crate::experiments::tokio_rt::stealing::{
@@ -99,7 +99,7 @@ pub use crate::experiments::tokio_rt::tuning::{
 /// The async runtime helper: `rt::run(Rt::multi(2), || async { … })`, and tokio itself, so
 /// cells can write `tokio::spawn`, `tokio::join!` and `tokio::time::sleep`.
 #[cfg(feature = "rt")]
-pub use crate::lab::rt::{self, Rt, RtError, SpanRecorder, StartGate, ms};
+pub use crate::lab::rt::{self, Rt, RtError, SpanRecorder, StartGate, ms, run_paused};
 pub use crate::lab::{
     Figure, LabError, Legend, MachineCard, ParamError, Point, Report, ReportResult, Rich, RunError, Sampling, Scale,
     Series, Stats, Style, Table, Verdict, cores, one_line_panics,

@@ -10,18 +10,10 @@
 //! - [`check_storm_flattened`]: a self-check, the reader's back-off function run through the
 //!   storm.
 
-#[cfg(feature = "tokio_rt")]
-pub(crate) use crate::experiments::tokio_rt::paused::run_paused;
-// Without notebook 05's feature, the same file, compiled here for its `run_paused`.
-#[cfg(not(feature = "tokio_rt"))]
-#[allow(dead_code)]
-#[path = "../tokio_rt/paused.rs"]
-mod paused;
-#[cfg(not(feature = "tokio_rt"))]
-use super::NOTEBOOK;
 use crate::lab::check::Verdict;
 use crate::lab::noise::mark_busy;
 use crate::lab::rt::Rt;
+pub(crate) use crate::lab::rt::run_paused;
 use crate::lab::{
     Figure, Finding, LabError, Load, LoadProbe, ParamError, Point, Report, RunError, Series, Style, Table, check_range,
     fmt_num,
@@ -29,8 +21,6 @@ use crate::lab::{
 use crate::primitives::resilience::{
     BreakerConfig, BreakerState, CircuitBreaker, Jitter, JitterRng, RetryPolicy, with_timeout,
 };
-#[cfg(not(feature = "tokio_rt"))]
-pub(crate) use paused::run_paused;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -22,10 +22,12 @@
 //! [`SpanRecorder`] (which worker ran which task, when; drawn as a timeline).
 
 mod gate;
+mod paused;
 mod sampling;
 mod spans;
 
 pub use gate::StartGate;
+pub use paused::run_paused;
 pub use spans::{SpanRecorder, Spanned, TaskSpan, spans_figure};
 
 use crate::lab::panics::panic_message;
@@ -413,7 +415,7 @@ enum Ended<T> {
 /// The time limit is a tokio timer, so it runs on tokio's clock: a body that pauses that
 /// clock (`tokio::time::pause()`) and sleeps past the limit ends at once with
 /// [`RtError::TimedOut`]. For paused-clock code use
-/// `conclab::experiments::tokio_rt::paused::run_paused`, whose limit is on the wall clock.
+/// `conclab::lab::rt::run_paused`, whose limit is on the wall clock.
 ///
 /// A body that blocks its thread (a `std::thread::sleep` or a busy loop inside `async`
 /// code) cannot be cancelled: tokio cancels a future only when it yields. The call still
