@@ -16,7 +16,8 @@ pub use crate::experiments::advanced::patterns::{
 pub use crate::experiments::advanced::starvation::{CpuStrategy, Heartbeat, HeartbeatReport, HeartbeatRow, heartbeat};
 #[cfg(feature = "advanced")]
 pub use crate::experiments::advanced::tower_side::{
-    Attempts, TowerStack, simulate_tower, tower_vs_hand, what_tower_adds,
+    Attempts, BackoffPolicy, SeededRng, TowerRetryReport, TowerStack, simulate_tower, tower_retry, tower_vs_hand,
+    what_tower_adds,
 };
 #[cfg(feature = "async_basics")]
 pub use crate::experiments::async_basics::control_flow::{AwaitFlow, AwaitFlowReport, Flow, await_flow};

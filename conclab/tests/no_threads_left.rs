@@ -70,6 +70,7 @@ fn quick(name: &str) -> &'static [(&'static str, &'static str)] {
         "load-shedding" => &[("ramp_ms", "2000")],
         "graceful-shutdown" => &[("rate_per_s", "50")],
         "tower-vs-hand" => &[("ramp_ms", "2000")],
+        "tower-retry" => &[("clients", "100")],
         "scheduler-intervals" => &[("intervals", "4,61"), ("run_ms", "40")],
         _ => &[],
     }

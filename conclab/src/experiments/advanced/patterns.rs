@@ -145,6 +145,45 @@ impl Dependency {
 /// Runs one storm on a paused clock: every client calls at time 0, and after each failure
 /// waits `backoff(failed, u)`; records the calls per bucket.
 pub fn simulate_storm(p: &RetryStorm, label: &str, backoff: BackoffFn) -> Result<StormRun, LabError> {
+    let (seed, max_attempts) = (p.seed, p.max_attempts);
+    run_storm(p, label, move |i, dep, start| {
+        let backoff = backoff.clone();
+        let mut rng = JitterRng::new(seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
+        async move {
+            for attempt in 1..=max_attempts {
+                if dep.call() {
+                    return Some(Instant::now() - start);
+                }
+                if attempt < max_attempts {
+                    // Bounded: no single wait beyond an hour of simulated time.
+                    let d = backoff(attempt, rng.next_f64()).min(Duration::from_secs(3_600));
+                    tokio::time::sleep(d).await;
+                }
+            }
+            None
+        }
+    })
+}
+
+/// The dependency of a storm as its clients see it: [`SharedDependency::call`] is one call.
+#[derive(Clone)]
+pub(crate) struct SharedDependency(Rc<RefCell<Dependency>>);
+
+impl SharedDependency {
+    /// One call, now: whether it succeeded.
+    pub(crate) fn call(&self) -> bool {
+        self.0.borrow_mut().call(Instant::now())
+    }
+}
+
+/// Runs a storm on a paused clock with `p.clients` clients, client `i` being
+/// `client(i, dependency, start)`: a future that ends with the time it was served (since
+/// `start`), or `None` when it gave up.
+pub(crate) fn run_storm<F, Fut>(p: &RetryStorm, label: &str, client: F) -> Result<StormRun, LabError>
+where
+    F: Fn(usize, SharedDependency, Instant) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Option<Duration>> + 'static,
+{
     p.validate()?;
     let p2 = p.clone();
     let wall = std::time::Instant::now();
@@ -158,24 +197,7 @@ pub fn simulate_storm(p: &RetryStorm, label: &str, backoff: BackoffFn) -> Result
             calls: Vec::new(),
             ok: Vec::new(),
         }));
-        let clients = (0..p.clients).map(|i| {
-            let dep = dep.clone();
-            let backoff = backoff.clone();
-            let mut rng = JitterRng::new(p.seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
-            async move {
-                for attempt in 1..=p.max_attempts {
-                    if dep.borrow_mut().call(Instant::now()) {
-                        return Some(Instant::now() - start);
-                    }
-                    if attempt < p.max_attempts {
-                        // Bounded: no single wait beyond an hour of simulated time.
-                        let d = backoff(attempt, rng.next_f64()).min(Duration::from_secs(3_600));
-                        tokio::time::sleep(d).await;
-                    }
-                }
-                None
-            }
-        });
+        let clients = (0..p.clients).map(|i| client(i, SharedDependency(dep.clone()), start));
         let done = futures::future::join_all(clients).await;
         let served = done.iter().flatten().max().copied();
         let gave_up = done.iter().filter(|d| d.is_none()).count();
@@ -315,56 +337,61 @@ impl Report for RetryStormReport {
     }
 
     fn figures(&self) -> Vec<Figure> {
-        let mut f = Figure::lines(
-            &format!(
-                "Retry storm: {} clients against a dependency down for {} s (calls per 100 ms)",
-                self.params.clients,
-                fmt_num(self.params.outage_ms as f64 / 1e3)
-            ),
-            "simulated time (s)",
-            "calls per 100 ms",
-        );
-        let len = self.runs.iter().map(|r| r.calls.len()).max().unwrap_or(0);
-        for r in &self.runs {
-            let pts = r
-                .calls
-                .iter()
-                .enumerate()
-                .map(|(i, &c)| Point::new(i as f64 * BUCKET_MS as f64 / 1e3, c as f64))
-                .collect();
-            f = f.series(Series::new(r.label.clone(), Style::Measured, pts));
-        }
-        let end = len as f64 * BUCKET_MS as f64 / 1e3;
-        let cap = self.params.capacity as f64;
-        f = f.series(Series::new(
-            "capacity",
-            Style::Ideal,
-            vec![Point::new(self.params.outage_ms as f64 / 1e3, cap), Point::new(end.max(0.1), cap)],
-        ));
-        let f = f.note(
-            "The dependency is down from 0; afterwards it answers `capacity` calls per 100 ms and fails the rest.",
-        );
-        vec![mark_busy(f, &self.load)]
+        storm_figures(&self.params, &self.runs, &self.load)
     }
 
     fn table(&self) -> Table {
-        let mut t = Table::new(
-            "Retry storm: load on the recovering dependency",
-            &["back-off", "peak calls/100 ms after outage", "served all after (s)", "calls", "failed", "gave up"],
-        );
-        for r in &self.runs {
-            t.row(vec![
-                r.label.clone(),
-                r.peak_after_outage.to_string(),
-                r.recovered_after_ms.map_or("—".into(), |ms| fmt_num(ms / 1e3)),
-                r.total_calls.to_string(),
-                r.failed_calls.to_string(),
-                r.gave_up.to_string(),
-            ]);
-        }
-        t.note("Simulated on a paused clock; the same seed gives the same numbers.");
-        t
+        storm_table(&self.runs)
     }
+}
+
+/// The storm figure: calls per 100 ms over time, one line per run, and the capacity.
+pub(crate) fn storm_figures(p: &RetryStorm, runs: &[StormRun], load: &Load) -> Vec<Figure> {
+    let mut f = Figure::lines(
+        &format!(
+            "Retry storm: {} clients against a dependency down for {} s (calls per 100 ms)",
+            p.clients,
+            fmt_num(p.outage_ms as f64 / 1e3)
+        ),
+        "simulated time (s)",
+        "calls per 100 ms",
+    );
+    let len = runs.iter().map(|r| r.calls.len()).max().unwrap_or(0);
+    for r in runs {
+        let pts =
+            r.calls.iter().enumerate().map(|(i, &c)| Point::new(i as f64 * BUCKET_MS as f64 / 1e3, c as f64)).collect();
+        f = f.series(Series::new(r.label.clone(), Style::Measured, pts));
+    }
+    let end = len as f64 * BUCKET_MS as f64 / 1e3;
+    let cap = p.capacity as f64;
+    f = f.series(Series::new(
+        "capacity",
+        Style::Ideal,
+        vec![Point::new(p.outage_ms as f64 / 1e3, cap), Point::new(end.max(0.1), cap)],
+    ));
+    let f =
+        f.note("The dependency is down from 0; afterwards it answers `capacity` calls per 100 ms and fails the rest.");
+    vec![mark_busy(f, load)]
+}
+
+/// The storm table: one row per run.
+pub(crate) fn storm_table(runs: &[StormRun]) -> Table {
+    let mut t = Table::new(
+        "Retry storm: load on the recovering dependency",
+        &["back-off", "peak calls/100 ms after outage", "served all after (s)", "calls", "failed", "gave up"],
+    );
+    for r in runs {
+        t.row(vec![
+            r.label.clone(),
+            r.peak_after_outage.to_string(),
+            r.recovered_after_ms.map_or("—".into(), |ms| fmt_num(ms / 1e3)),
+            r.total_calls.to_string(),
+            r.failed_calls.to_string(),
+            r.gave_up.to_string(),
+        ]);
+    }
+    t.note("Simulated on a paused clock; the same seed gives the same numbers.");
+    t
 }
 
 const STORM_EXERCISE: &str = "jitter flattens the retry storm";

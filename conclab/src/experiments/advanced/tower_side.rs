@@ -6,19 +6,29 @@
 //! - tower, deadline: `timeout(slo)` → `buffer` → `concurrency_limit(workers)` (a request
 //!   that waits too long fails at the deadline, and the buffer skips it).
 //!
+//! And [`tower_retry`]: the retry storm of [`super::patterns::retry_storm`] with tower's
+//! `retry` layer and its `ExponentialBackoff` — where the jitter's random source is shared
+//! by every request (tower's `make_backoff` clones it, so every session draws the same
+//! "random" waits) and where each client has its own.
+//!
 //! Plus [`Attempts`], a `tower::retry::Policy` retrying failed requests a fixed number of
-//! times, and [`what_tower_adds`], the table of what the library gives that the hand-built
-//! version lacks.
+//! times, [`BackoffPolicy`], one that waits a `tower::retry::backoff::Backoff` between
+//! attempts, and [`what_tower_adds`], the table of what the library gives that the
+//! hand-built version lacks.
 
 use super::patterns::{
-    LoadShedding, RequestRecord, ServerRun, run_paused, server_figures, server_findings, server_table,
+    FULL_JITTER, LoadShedding, RequestRecord, RetryStorm, ServerRun, StormRun, run_paused, run_storm, server_figures,
+    server_findings, server_table, simulate_storm, storm_figures, storm_table,
 };
 use crate::lab::rt::Rt;
-use crate::lab::{Figure, Finding, LabError, Load, LoadProbe, Report, RunError, Table};
+use crate::lab::{Figure, Finding, LabError, Load, LoadProbe, Report, RunError, Table, fmt_num};
+use crate::primitives::resilience::{Jitter, JitterRng};
 use serde::Serialize;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use tower::retry::backoff::{Backoff, ExponentialBackoffMaker, MakeBackoff};
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 
 /// A `tower::retry::Policy`: retry a failed request up to `left` more times, at once (add
@@ -242,19 +252,255 @@ impl Report for TowerVsHandReport {
     }
 }
 
+/// A `tower::retry::Policy` that retries a failed request up to `left` more times, waiting
+/// `backoff.next_backoff()` before each retry. tower clones the policy for every request,
+/// so each request starts from a clone of `backoff` — and of its random source.
+#[derive(Debug, Clone)]
+pub struct BackoffPolicy<B> {
+    /// The back-off session; cloned per request.
+    pub backoff: B,
+    /// Retries left.
+    pub left: u32,
+}
+
+impl<B: Backoff + Clone, Req: Clone, Res, E> tower::retry::Policy<Req, Res, E> for BackoffPolicy<B> {
+    type Future = B::Future;
+
+    fn retry(&mut self, _req: &mut Req, result: &mut Result<Res, E>) -> Option<Self::Future> {
+        match result {
+            Ok(_) => None,
+            Err(_) if self.left == 0 => None,
+            Err(_) => {
+                self.left -= 1;
+                Some(self.backoff.next_backoff())
+            }
+        }
+    }
+
+    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        Some(req.clone())
+    }
+}
+
+/// A seeded random source for tower's back-off (`tower::util::rng::Rng`), so a run repeats
+/// exactly; like tower's own `HasherRng`, a clone continues the same sequence.
+#[derive(Debug, Clone)]
+pub struct SeededRng(JitterRng);
+
+impl SeededRng {
+    /// A source seeded with `seed`.
+    pub fn new(seed: u64) -> SeededRng {
+        SeededRng(JitterRng::new(seed))
+    }
+}
+
+impl tower::util::rng::Rng for SeededRng {
+    fn next_u64(&mut self) -> u64 {
+        // 53 random bits are plenty for a back-off; tower's next_f64 uses the top 53.
+        ((self.0.next_f64() * (1u64 << 53) as f64) as u64) << 11
+    }
+}
+
+/// Label of the tower run without jitter.
+pub const TOWER_NO_JITTER: &str = "tower, jitter 0";
+/// Label of the tower run whose clients share one random source (cloned per request).
+pub const TOWER_SHARED_RNG: &str = "tower, jitter 1, one shared rng";
+/// Label of the tower run whose clients each have their own random source.
+pub const TOWER_OWN_RNG: &str = "tower, jitter 1, an rng per client";
+
+/// One storm with tower: every client is `ServiceBuilder::new().retry(BackoffPolicy { .. })`
+/// around the dependency; `rng(i)` is client `i`'s random source (`None`: jitter 0).
+fn tower_storm(
+    p: &RetryStorm,
+    label: &str,
+    rng: impl Fn(usize) -> Option<SeededRng> + Send + 'static,
+) -> Result<StormRun, LabError> {
+    let (base, max, left) =
+        (Duration::from_millis(p.base_ms), Duration::from_millis(p.max_delay_ms), p.max_attempts - 1);
+    // Validated here, before any run: tower refuses min > max and max = 0.
+    ExponentialBackoffMaker::new(base, max, 1.0, SeededRng::new(0))
+        .map_err(|e| RunError::new(label, format!("tower refused the back-off: {e}")))?;
+    run_storm(p, label, move |i, dep, start| {
+        let jitter = if rng(i).is_some() { 1.0 } else { 0.0 };
+        let mut maker = ExponentialBackoffMaker::new(base, max, jitter, rng(i).unwrap_or(SeededRng::new(0)))
+            .expect("checked before the run");
+        let policy = BackoffPolicy { backoff: maker.make_backoff(), left };
+        let service = tower::service_fn(move |()| {
+            let ok = dep.call();
+            async move { if ok { Ok(()) } else { Err("overloaded") } }
+        });
+        let svc = tower::ServiceBuilder::new().retry(policy).service(service);
+        async move { svc.oneshot(()).await.ok().map(|()| Instant::now() - start) }
+    })
+}
+
+/// Result of [`tower_retry`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TowerRetryReport {
+    pub params: RetryStorm,
+    /// The hand-built full jitter, then the three tower runs.
+    pub runs: Vec<StormRun>,
+    pub load: Load,
+}
+
+impl TowerRetryReport {
+    /// The run with this label.
+    pub fn run(&self, label: &str) -> Option<&StormRun> {
+        self.runs.iter().find(|r| r.label == label)
+    }
+}
+
+/// The retry storm of [`super::patterns::retry_storm`] (same parameters, same simulated
+/// dependency) with tower's `retry` layer and `ExponentialBackoffMaker(base, max, jitter)`:
+/// jitter 0; jitter 1 with one random source for all clients (tower clones it into every
+/// back-off session, as it does with its default `HasherRng`); jitter 1 with a source per
+/// client — beside the hand-built full jitter.
+pub fn tower_retry(p: &RetryStorm) -> Result<TowerRetryReport, LabError> {
+    p.validate()?;
+    let probe = LoadProbe::start();
+    let hand = simulate_storm(p, &format!("hand-built, {FULL_JITTER}"), {
+        let policy = p.policy(Jitter::Full);
+        Arc::new(move |failed, u| policy.delay(failed, u))
+    })?;
+    let seed = p.seed;
+    let runs = vec![
+        hand,
+        tower_storm(p, TOWER_NO_JITTER, |_| None)?,
+        tower_storm(p, TOWER_SHARED_RNG, move |_| Some(SeededRng::new(seed)))?,
+        tower_storm(p, TOWER_OWN_RNG, move |i| {
+            Some(SeededRng::new(seed.wrapping_mul(1_000_003).wrapping_add(i as u64 + 1)))
+        })?,
+    ];
+    Ok(TowerRetryReport { params: p.clone(), runs, load: probe.finish() })
+}
+
+impl Report for TowerRetryReport {
+    fn findings(&self) -> Vec<Finding> {
+        let p = &self.params;
+        let cap = p.capacity as f64;
+        let mut out = Vec::new();
+        let peak = |r: &StormRun| {
+            format!(
+                "{} calls per 100 ms ({}× capacity)",
+                r.peak_after_outage,
+                fmt_num(r.peak_after_outage as f64 / cap)
+            )
+        };
+        let storm = |r: &StormRun| r.peak_after_outage as f64 > 1.5 * cap;
+        if let (Some(hand), Some(zero), Some(shared), Some(own)) =
+            (self.runs.first(), self.run(TOWER_NO_JITTER), self.run(TOWER_SHARED_RNG), self.run(TOWER_OWN_RNG))
+        {
+            out.push(Finding::clear(format!(
+                "peak load once the dependency was back: hand-built full jitter {}; tower with jitter 0 {}; tower \
+                 with jitter 1 and one shared random source {}; tower with a source per client {}",
+                peak(hand),
+                peak(zero),
+                peak(shared),
+                peak(own)
+            )));
+            if storm(shared) && !storm(own) {
+                out.push(Finding::clear(format!(
+                    "sharing one random source brought the storm back ({} vs {} per 100 ms): tower's make_backoff and \
+                     the per-request clone of the policy copy the source with its state, so every client draws the \
+                     same \"random\" waits and they stay in lock-step — tower's default HasherRng is copied the same \
+                     way. Give each client (or each request) a source of its own",
+                    shared.peak_after_outage, own.peak_after_outage
+                )));
+            } else if storm(shared) == storm(own) {
+                out.push(Finding::unclear(format!(
+                    "one shared random source ({}) and one per client ({}) gave {} here: {}",
+                    shared.peak_after_outage,
+                    own.peak_after_outage,
+                    if storm(own) { "storms both" } else { "no storm either" },
+                    if storm(own) {
+                        "tower's jitter only adds up to 1× the base wait, which may not spread a crowd this large"
+                            .to_string()
+                    } else {
+                        format!(
+                            "with {} clients against a capacity of {} per 100 ms there is little to synchronize",
+                            p.clients, p.capacity
+                        )
+                    }
+                )));
+            }
+            out.push(Finding::note(format!(
+                "tower's ExponentialBackoff waits base × 2^k plus a random extra of up to jitter × that (capped at \
+                 the max): with jitter 1 a wait falls in [w, 2w], where full jitter draws from [0, w]. Both spread a \
+                 wave over a window as wide as w; the hand-built version's last client was served {}, tower's \
+                 (own sources) {}",
+                hand.recovered_after_ms
+                    .map_or("— some gave up".into(), |ms| format!("{} s after the outage", fmt_num(ms / 1e3))),
+                own.recovered_after_ms
+                    .map_or("— some gave up".into(), |ms| format!("{} s after the outage", fmt_num(ms / 1e3)))
+            )));
+        }
+        out.push(Finding::note(self.load.sentence()));
+        out
+    }
+
+    fn figures(&self) -> Vec<Figure> {
+        storm_figures(&self.params, &self.runs, &self.load)
+    }
+
+    fn table(&self) -> Table {
+        storm_table(&self.runs)
+    }
+}
+
 /// This module's experiments, for the CLI's registry.
 pub fn experiments() -> Vec<crate::lab::Experiment> {
-    vec![crate::lab::Experiment::new(
-        "tower-vs-hand",
-        super::NOTEBOOK,
-        "the load-shedding ramp against the hand-built shedder and the same built from tower layers",
-        tower_vs_hand,
-    )]
+    vec![
+        crate::lab::Experiment::new(
+            "tower-vs-hand",
+            super::NOTEBOOK,
+            "the load-shedding ramp against the hand-built shedder and the same built from tower layers",
+            tower_vs_hand,
+        ),
+        crate::lab::Experiment::new(
+            "tower-retry",
+            super::NOTEBOOK,
+            "the retry storm with tower's retry layer and ExponentialBackoff: jitter 0, one shared random source, one per client",
+            tower_retry,
+        ),
+    ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cloned_hasher_rng_repeats_its_sequence() {
+        // The premise of the shared-rng run, for tower's own default source.
+        use tower::util::rng::{HasherRng, Rng};
+        let mut a = HasherRng::default();
+        let mut b = a.clone();
+        assert_eq!((a.next_u64(), a.next_u64()), (b.next_u64(), b.next_u64()));
+        let mut c = SeededRng::new(3);
+        let mut d = c.clone();
+        assert_eq!(c.next_f64(), d.next_f64());
+        assert!((0.0..1.0).contains(&c.next_f64()));
+    }
+
+    #[test]
+    fn a_shared_rng_keeps_tower_clients_in_lock_step() {
+        let p = RetryStorm { clients: 500, ..Default::default() };
+        let r = tower_retry(&p).unwrap();
+        assert_eq!(r.runs.len(), 4);
+        let (zero, shared, own) =
+            (r.run(TOWER_NO_JITTER).unwrap(), r.run(TOWER_SHARED_RNG).unwrap(), r.run(TOWER_OWN_RNG).unwrap());
+        // Lock-step: every client of the shared run calls in the same bucket, as without jitter.
+        assert_eq!(shared.peak_after_outage, zero.peak_after_outage);
+        assert!(
+            shared.peak_after_outage > 3 * own.peak_after_outage,
+            "{} vs {}",
+            shared.peak_after_outage,
+            own.peak_after_outage
+        );
+        assert!(r.findings()[1].text.contains("lock-step"), "{:?}", r.findings());
+        assert!(tower_retry(&RetryStorm { max_delay_ms: 1, ..Default::default() }).is_err());
+        assert!(r.table().to_string().contains(TOWER_OWN_RNG));
+    }
 
     #[test]
     fn tower_sheds_like_the_hand_built_one() {
