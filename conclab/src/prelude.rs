@@ -15,6 +15,11 @@ pub use crate::experiments::advanced::patterns::{
 #[cfg(feature = "advanced")]
 pub use crate::experiments::advanced::starvation::{CpuStrategy, Heartbeat, HeartbeatReport, HeartbeatRow, heartbeat};
 #[cfg(feature = "advanced")]
+pub use crate::experiments::advanced::streams::{
+    Buffering, BufferingRow, CountStream, StreamBuffering, StreamBufferingReport, TickStream, combinator_tour,
+    stream_buffering,
+};
+#[cfg(feature = "advanced")]
 pub use crate::experiments::advanced::tower_side::{
     Attempts, BackoffPolicy, SeededRng, TowerRetryReport, TowerStack, simulate_tower, tower_retry, tower_vs_hand,
     what_tower_adds,

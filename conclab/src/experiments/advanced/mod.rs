@@ -10,12 +10,14 @@ pub mod coordination;
 pub mod exercises;
 pub mod patterns;
 pub mod starvation;
+pub mod streams;
 pub mod tower_side;
 
 /// This notebook's experiments, for the CLI's registry, in notebook order.
 pub fn experiments() -> Vec<crate::lab::Experiment> {
     #[allow(unused_mut)]
     let mut all = Vec::new();
+    all.extend(streams::experiments());
     all.extend(starvation::experiments());
     all.extend(coordination::experiments());
     all.extend(patterns::experiments());
