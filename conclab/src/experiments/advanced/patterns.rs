@@ -735,7 +735,14 @@ impl Report for CircuitBreakerReport {
         if (p.run_ms as f64) > d1 {
             t = t.span("dependency", "healthy", d1, p.run_ms as f64);
         }
-        for (a, b, s) in self.breaker_spans() {
+        // Colours follow the order keys first appear: open takes red, closed green.
+        let mut spans = self.breaker_spans();
+        spans.sort_by_key(|(_, _, s)| match s {
+            BreakerState::Open => 0,
+            BreakerState::Closed => 1,
+            BreakerState::HalfOpen => 2,
+        });
+        for (a, b, s) in spans {
             t = t.span("breaker", s.name(), a, b);
         }
         let mut l = Figure::lines(

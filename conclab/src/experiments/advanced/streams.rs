@@ -137,9 +137,8 @@ fn show<T: std::fmt::Debug>(items: &[(T, f64)]) -> (String, String) {
 /// is its own pipeline, one combinator longer than the row before (the timer rows start
 /// afresh). The output is computed, not typed in: change the code, the table follows.
 pub fn combinator_tour() -> Result<Table, RtError> {
-    let rt = Rt::current().timeout(Duration::from_secs(600));
-    let rows = crate::lab::rt::run(rt, || async {
-        tokio::time::pause();
+    let rt = Rt::current().timeout(Duration::from_secs(60));
+    let rows = crate::lab::rt::run_paused(rt, || async {
         let t = tokio::time::Instant::now;
         let mut rows: Vec<(&str, (String, String))> = Vec::new();
         let t0 = t();
@@ -195,9 +194,8 @@ pub fn combinator_tour() -> Result<Table, RtError> {
     }
     table.note(
         "A paused tokio clock: when every task waits, virtual time jumps to the next timer, so nothing really \
-         sleeps. tokio's timer counts whole ms from the runtime's start and ends a sleep on the first tick at or \
-         after its deadline; this clock was paused between two ticks, so each sleep shows 1 ms longer (10 ms as \
-         11) — the same rounding up a real sleep gets. `then` runs one future at a time; `buffered` and \
+         sleeps, and each sleep ends exactly at its deadline (on the real clock a sleep ends on the first 1 ms \
+         timer tick after it). `then` runs one future at a time; `buffered` and \
          `buffer_unordered` run up to k at once.",
     );
     Ok(table)
@@ -873,9 +871,10 @@ mod tests {
         assert!(text.contains("0, 1, 4, 9, 16, 25, 36, 49"), "{text}");
         assert!(text.contains("[1, 5, 17], [37]"), "{text}");
         assert!(text.contains("3, 2, 1, 0"), "{text}");
-        // Virtual times: a 25 ms tick at 25 ms, or 26 where the clock was paused between
-        // two of the timer's 1 ms ticks (the sleep ends on the next one).
-        assert!(text.contains("25, 50, 75, 100") || text.contains("26, 51, 76, 101"), "{text}");
+        // Virtual times, exact on a clock paused from the start.
+        assert!(text.contains("25, 50, 75, 100"), "{text}");
+        assert!(text.contains("0, 20, 40, 60"), "{text}");
+        assert!(text.contains("10, 20, 30, 40"), "{text}");
     }
 
     #[test]
