@@ -1,6 +1,10 @@
 //! Everything a notebook cell needs: `use conclab::prelude::*;`.
 
 #[cfg(feature = "advanced")]
+pub use crate::experiments::advanced::backpressure::{
+    Backpressure, BackpressureReport, BackpressureRow, QueuePolicy, QueueSample, backpressure,
+};
+#[cfg(feature = "advanced")]
 pub use crate::experiments::advanced::coordination::{
     CoordFacts, CoordRow, Coordination, CoordinationReport, CounterMsg, coordination, semaphore_max_in_flight,
     spawn_counter, which_primitive,

@@ -64,6 +64,7 @@ fn quick(name: &str) -> &'static [(&'static str, &'static str)] {
         "work-stealing" => &[("tasks", "8"), ("task_us", "200")],
         "coop-budget" => &[("items", "2000")],
         "stream-buffering" => &[("ks", "1,8"), ("requests", "16")],
+        "backpressure" => &[("items", "200"), ("item_bytes", "256"), ("consume_us", "200"), ("capacity", "8")],
         "heartbeat" => &[("workers", "1"), ("chunks", "4"), ("chunk_ms", "2")],
         "coordination" => &[("tasks", "5"), ("messages", "40")],
         "retry-storm" => &[("clients", "100")],

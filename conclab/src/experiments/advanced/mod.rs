@@ -6,6 +6,7 @@
 /// The notebook name the experiments of this module belong to.
 pub const NOTEBOOK: &str = "06-advanced";
 
+pub mod backpressure;
 pub mod coordination;
 pub mod exercises;
 pub mod patterns;
@@ -18,6 +19,7 @@ pub fn experiments() -> Vec<crate::lab::Experiment> {
     #[allow(unused_mut)]
     let mut all = Vec::new();
     all.extend(streams::experiments());
+    all.extend(backpressure::experiments());
     all.extend(starvation::experiments());
     all.extend(coordination::experiments());
     all.extend(patterns::experiments());
