@@ -387,6 +387,11 @@ impl Report for TowerRetryReport {
             )
         };
         let storm = |r: &StormRun| r.peak_after_outage as f64 > 1.5 * cap;
+        let served = |r: &StormRun| {
+            r.recovered_after_ms.map_or(format!("{} clients gave up", r.gave_up), |ms| {
+                format!("the last client was served {} s after the outage", fmt_num(ms / 1e3))
+            })
+        };
         if let (Some(hand), Some(zero), Some(shared), Some(own)) =
             (self.runs.first(), self.run(TOWER_NO_JITTER), self.run(TOWER_SHARED_RNG), self.run(TOWER_OWN_RNG))
         {
@@ -426,12 +431,9 @@ impl Report for TowerRetryReport {
             out.push(Finding::note(format!(
                 "tower's ExponentialBackoff waits base × 2^k plus a random extra of up to jitter × that (capped at \
                  the max): with jitter 1 a wait falls in [w, 2w], where full jitter draws from [0, w]. Both spread a \
-                 wave over a window as wide as w; the hand-built version's last client was served {}, tower's \
-                 (own sources) {}",
-                hand.recovered_after_ms
-                    .map_or("— some gave up".into(), |ms| format!("{} s after the outage", fmt_num(ms / 1e3))),
-                own.recovered_after_ms
-                    .map_or("— some gave up".into(), |ms| format!("{} s after the outage", fmt_num(ms / 1e3)))
+                 wave over a window as wide as w. Hand-built: {}; tower with its own sources: {}",
+                served(hand),
+                served(own)
             )));
         }
         out.push(Finding::note(self.load.sentence()));
