@@ -693,6 +693,8 @@ impl Report for BackpressureReport {
                 ))
             });
             let end = u.samples.last().map_or(0.0, |s| s.rss_growth_mib);
+            // Memory while the queue drained: the reading just before the last one.
+            let draining = u.samples.iter().rev().nth(1).map_or(end, |s| s.rss_growth_mib);
             if payload >= 2.0 && m >= 0.5 * payload {
                 out.push(if end >= 0.7 * m {
                     Finding::clear(format!(
@@ -701,6 +703,14 @@ impl Report for BackpressureReport {
                          it to the OS, so one burst leaves the process big",
                         fmt_num(end),
                         fmt_num(m)
+                    ))
+                } else if draining >= 0.7 * m {
+                    Finding::clear(format!(
+                        "unbounded: resident memory stayed near its peak ({} MiB) while the queue drained and fell to \
+                         {} MiB only when it was empty: the items were freed oldest first, and the allocator can \
+                         hand pages back only once the newest items, at the top of its heap, are gone too",
+                        fmt_num(draining),
+                        fmt_num(end)
                     ))
                 } else if end >= 0.2 * m {
                     Finding::clear(format!(
@@ -969,7 +979,7 @@ impl Report for BackpressureReport {
                 })
                 .collect();
             depth = depth.series(Series::new(r.label.clone(), Style::Measured, d));
-            let m = r
+            let mut m: Vec<Point> = r
                 .samples
                 .chunks(every)
                 .map(|c| {
@@ -978,6 +988,10 @@ impl Report for BackpressureReport {
                     Point::new(top.t_ms, top.rss_growth_mib)
                 })
                 .collect();
+            // The last reading too: memory often drops only when the queue is empty.
+            if let Some(last) = r.samples.last() {
+                m.push(Point::new(last.t_ms, last.rss_growth_mib));
+            }
             mem = mem.series(Series::new(r.label.clone(), Style::Measured, m));
             let every = r.latencies.len().div_ceil(200).max(1);
             let l = r
