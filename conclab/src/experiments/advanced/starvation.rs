@@ -323,11 +323,25 @@ impl Report for HeartbeatReport {
                 )));
             }
             if !far.is_empty() {
+                let cores = crate::lab::machine::usable_cpus().len().max(1);
                 out.push(Finding::unclear(format!(
-                    "off the workers, {} was not clearly below inline's {} ms: with as many spinning threads as \
-                     cores (or other load) the OS makes the heartbeat's worker wait for a core too",
+                    "off the workers, {} was not clearly below inline's {} ms: {}",
                     fmt(&far),
-                    fmt_num(i.p99_ms)
+                    fmt_num(i.p99_ms),
+                    if p.workers >= cores {
+                        format!(
+                            "with {} spinning thread(s) on {} core(s) the OS makes the heartbeat's worker wait for a \
+                             core too",
+                            p.workers, cores
+                        )
+                    } else {
+                        format!(
+                            "{} spinning thread(s) leave cores free on this {}-core machine, so look at the load line \
+                             (another program may have taken them) — and block_in_place hands its worker to another \
+                             thread at every chunk, a thread wake-up the heartbeat may wait for",
+                            p.workers, cores
+                        )
+                    }
                 )));
             }
             if i.p50_ms > 1.2 * chunk {
