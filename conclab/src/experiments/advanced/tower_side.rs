@@ -418,7 +418,7 @@ impl Report for TowerRetryReport {
                     if storm(own) {
                         format!(
                             ". Even with its own sources tower peaked at {}× capacity: its jitter adds at most 1× the \
-                             wait, and {} clients are more than one back-off window can spread below {} per 100 ms",
+                             wait (none once the wait reaches the max), and {} clients are more than one back-off window can spread below {} per 100 ms",
                             fmt_num(po / cap),
                             p.clients,
                             p.capacity
@@ -449,10 +449,12 @@ impl Report for TowerRetryReport {
                 )));
             }
             out.push(Finding::note(format!(
-                "tower's ExponentialBackoff waits base × 2^k plus a random extra of up to jitter × that (capped at \
-                 the max): with jitter 1 a wait falls in [w, 2w], where full jitter draws from [0, w]. Both spread a \
-                 wave over a window as wide as w; the hand-built version's last client was served {}, tower's \
-                 (own sources) {}",
+                "tower's ExponentialBackoff waits w = base × 2^k plus a random extra of up to jitter × w, but the \
+                 extra is capped at max − w: with jitter 1 a wait falls in [w, min(2w, max)], and once w reaches \
+                 the max ({} ms here) there is no jitter at all — every client waits exactly the max. Full jitter \
+                 draws from [0, w] at every step. The hand-built version's last client was served {}, tower's (own \
+                 sources) {}",
+                p.max_delay_ms,
                 hand.recovered_after_ms
                     .map_or("— some gave up".into(), |ms| format!("{} s after the outage", fmt_num(ms / 1e3))),
                 own.recovered_after_ms
