@@ -319,7 +319,13 @@ impl Report for CoordinationReport {
         let (p, f) = (&self.params, &self.facts);
         let mut out = Vec::new();
         let bound = p.permits.min(p.tasks);
-        out.push(if f.max_in_flight <= p.permits {
+        out.push(if p.permits >= p.tasks && f.max_in_flight <= p.permits {
+            Finding::clear(format!(
+                "the semaphore had {} permits for {} tasks, so no task waited ({} held a permit at once): a \
+                 semaphore bounds concurrency only when more tasks want permits than there are",
+                p.permits, p.tasks, f.max_in_flight
+            ))
+        } else if f.max_in_flight <= p.permits {
             Finding::clear(format!(
                 "the semaphore held concurrency to {} of {} tasks (limit {}): a task waits in acquire() until a \
                  permit is dropped — bounded concurrency without a pool{}",

@@ -75,7 +75,7 @@ where
         Verdict::not_yet(
             BOUND_EXERCISE,
             format!("{max} jobs ran at once; the limit is {BOUND_LIMIT}"),
-            "acquire a permit of Arc<Semaphore::new(4)> (acquire_owned) before each job and hold it until it ends",
+            "share an Arc::new(Semaphore::new(4)); take a permit (acquire_owned) before each job and keep it until the job ends — bind it to a name (`_permit`, not `_`, which drops it at once) — or use buffer_unordered(4)",
         )
     } else if max <= 1 {
         Verdict::not_yet(

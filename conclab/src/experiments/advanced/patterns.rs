@@ -279,7 +279,7 @@ impl Report for RetryStormReport {
         if let (Some(a), Some(b)) = (self.run(NO_JITTER), self.run(FULL_JITTER)) {
             let cap = p.capacity as f64;
             out.push(Finding::clear(format!(
-                "without jitter the {} clients came back in waves: a peak of {} calls in 100 ms once the dependency \
+                "without jitter the {} clients retried in lock-step: a peak of {} calls in 100 ms once the dependency \
                  was up ({}× its capacity of {}); {}",
                 p.clients,
                 a.peak_after_outage,
@@ -293,20 +293,52 @@ impl Report for RetryStormReport {
                 fmt_num(b.peak_after_outage as f64 / cap),
                 recovered_words(b)
             )));
-            out.push(if a.peak_after_outage as f64 >= 1.5 * b.peak_after_outage as f64 {
+            let (pa, pb) = (a.peak_after_outage as f64, b.peak_after_outage as f64);
+            out.push(if a.peak_after_outage == 0 && b.peak_after_outage == 0 {
+                Finding::clear(format!(
+                    "no call reached the dependency after it came back: every client used its {} attempts during the \
+                     {} ms outage and gave up, so there was no storm — and nobody was served",
+                    p.max_attempts, p.outage_ms
+                ))
+            } else if pa <= cap {
+                Finding::clear(format!(
+                    "no storm to flatten: with {} clients against a capacity of {} per 100 ms even a synchronized \
+                     wave fits (peak {} without jitter, {} with), so no call failed for overload; jitter only spread \
+                     the retries out{}",
+                    p.clients,
+                    p.capacity,
+                    a.peak_after_outage,
+                    b.peak_after_outage,
+                    match (a.recovered_after_ms, b.recovered_after_ms) {
+                        (Some(x), Some(y)) if y > x => format!(
+                            ", and served the last client later ({} s vs {} s): a random wait is sometimes longer \
+                             than needed",
+                            fmt_num(y / 1e3),
+                            fmt_num(x / 1e3)
+                        ),
+                        _ => String::new(),
+                    }
+                ))
+            } else if pa >= 1.5 * pb {
                 Finding::clear(format!(
                     "jitter cut the peak {}×: clients that failed together and wait the same 2^k × {} ms retry \
                      together, so every wave hits the recovering dependency at once and all but {} calls fail again; \
                      a random wait spreads each wave over its whole back-off window",
-                    fmt_num(a.peak_after_outage as f64 / b.peak_after_outage.max(1) as f64),
+                    fmt_num(pa / pb.max(1.0)),
                     p.base_ms,
                     p.capacity
                 ))
             } else {
                 Finding::clear(format!(
-                    "jitter changed the peak little here ({} vs {}): with {} clients against a capacity of {} per \
-                     100 ms even a synchronized wave fits, so there is no storm to flatten",
-                    a.peak_after_outage, b.peak_after_outage, p.clients, p.capacity
+                    "jitter did not lower the peak here ({} without, {} with): the peak is measured from the moment \
+                     the dependency is back{}; jitter spreads the retries, not a burst that is already there",
+                    a.peak_after_outage,
+                    b.peak_after_outage,
+                    if p.outage_ms < p.base_ms {
+                        ", which here is the first 100 ms, where every client's first call lands at once"
+                    } else {
+                        ""
+                    }
                 ))
             });
             let first_up = (p.outage_ms / BUCKET_MS) as usize;
@@ -703,11 +735,15 @@ impl Report for CircuitBreakerReport {
             out.push(match closed {
                 Some((t, _)) => Finding::clear(format!(
                     "after the dependency recovered the breaker closed {} ms later — the cost of a breaker: calls \
-                     are still rejected until its open period ends and {} trial calls succeed; {} calls were \
-                     rejected while the dependency was healthy",
+                     are still rejected until its open period ends and {} trial calls succeed; {} rejected while \
+                     the dependency was healthy",
                     fmt_num(t - down_end),
                     p.half_open_trials,
-                    b.calls.iter().filter(|c| c.outcome == CallOutcome::RejectedFast && !p.down(c.at_ms)).count()
+                    match b.calls.iter().filter(|c| c.outcome == CallOutcome::RejectedFast && !p.down(c.at_ms)).count()
+                    {
+                        1 => "1 call was".to_string(),
+                        n => format!("{n} calls were"),
+                    }
                 )),
                 None => Finding::clear("the breaker had not closed again by the end of the run"),
             });
@@ -1072,6 +1108,21 @@ impl Report for LoadSheddingReport {
                     fmt_num(p.limit as f64 * p.service_ms as f64 / p.workers as f64),
                     fmt_num(pb)
                 ))
+            } else if pb > p.slo_ms as f64 {
+                Finding::clear(format!(
+                    "the p99 latency was {} ms without a limit and {} ms with the shedder: a limit of {} lets a \
+                     request wait behind up to {} others, about {} × {} ms / {} = {} ms — past the {} ms SLO, so \
+                     this limit bounds the queue but not within the time that matters",
+                    fmt_num(pa),
+                    fmt_num(pb),
+                    p.limit,
+                    p.limit,
+                    p.limit,
+                    p.service_ms,
+                    p.workers,
+                    fmt_num(p.limit as f64 * p.service_ms as f64 / p.workers as f64),
+                    p.slo_ms
+                ))
             } else {
                 Finding::clear(format!(
                     "the p99 latency was {} ms without a limit and {} ms with the shedder: the overload was too \
@@ -1307,11 +1358,18 @@ impl Report for GracefulShutdownReport {
         let drain = self.drained_at_ms - p.stop_at_ms as f64;
         out.push(if aborted == 0 {
             Finding::clear(format!(
-                "all {flight} finished during the drain, in {} ms — within the {} ms deadline, since no request \
-                 lasts longer than {} ms",
+                "all {flight} finished during the drain, in {} ms — within the {} ms deadline{}",
                 fmt_num(drain),
                 p.deadline_ms,
-                p.max_request_ms
+                if p.deadline_ms >= p.max_request_ms {
+                    format!(", as it must be: no request lasts longer than {} ms", p.max_request_ms)
+                } else {
+                    format!(
+                        "; requests may last up to {} ms, so this was luck: none of the requests in flight had \
+                         more than {} ms left, and another seed may abort some",
+                        p.max_request_ms, p.deadline_ms
+                    )
+                }
             ))
         } else {
             Finding::clear(format!(
@@ -1339,7 +1397,12 @@ impl Report for GracefulShutdownReport {
             x += step;
         }
         let top = pts.iter().map(|q| q.y).fold(1.0, f64::max);
-        let f = Figure::lines("Graceful shutdown: requests in flight", "simulated time (ms)", "requests in flight")
+        let title = format!(
+            "Graceful shutdown: {} in flight at the stop, {} aborted at the deadline",
+            self.in_flight_at_stop(),
+            self.aborted()
+        );
+        let f = Figure::lines(&title, "simulated time (ms)", "requests in flight")
             .series(Series::new("in flight", Style::Measured, pts))
             .series(Series::new(
                 "stop accepting",
@@ -1347,7 +1410,12 @@ impl Report for GracefulShutdownReport {
                 vec![Point::new(p.stop_at_ms as f64, 0.0), Point::new(p.stop_at_ms as f64, top)],
             ))
             .series(Series::new("deadline", Style::Ideal, vec![Point::new(end, 0.0), Point::new(end, top)]))
-            .note("After the stop the count can only fall; at the deadline what is left is aborted.");
+            .note(format!(
+                "Dashed lines: stop accepting at {} ms, then the drain deadline at {} ms. After the stop the count \
+                 can only fall; at the deadline what is left is aborted.",
+                p.stop_at_ms,
+                fmt_num(end)
+            ));
         vec![mark_busy(f, &self.load)]
     }
 

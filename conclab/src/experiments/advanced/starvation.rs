@@ -288,8 +288,8 @@ impl Report for HeartbeatReport {
                 out.push(Finding::clear(if y.p99_ms < 0.5 * i.p99_ms {
                     format!(
                         "yield_now every {} µs cut the p99 to {} ms ({}× less than inline): the heartbeat gets a turn \
-                         at each yield, so it waits about one slice ({} ms), not one chunk — but only if every CPU \
-                         loop remembers to yield",
+                         at each yield, so it waits about one slice ({} ms) on top of the timer's 1 ms tick, not one \
+                         chunk — but only if every CPU loop remembers to yield",
                         p.yield_every_us,
                         fmt_num(y.p99_ms),
                         fmt_num(base / y.p99_ms.max(1e-3)),
@@ -322,12 +322,37 @@ impl Report for HeartbeatReport {
                     crate::lab::machine::usable_cpus().len()
                 )));
             }
-            if !far.is_empty() {
-                out.push(Finding::unclear(format!(
-                    "off the workers, {} was not clearly below inline's {} ms: with as many spinning threads as \
-                     cores (or other load) the OS makes the heartbeat's worker wait for a core too",
+            if !far.is_empty() && p.chunk_ms <= 2 * BEAT_MS {
+                out.push(Finding::clear(format!(
+                    "off the workers, {} was not clearly below inline's {} ms — but inline was late by only {} ms \
+                     at p99 with {} ms chunks, a few of the timer's {} ms ticks: there was little starvation to \
+                     remove, and a short CPU burst can stay inline",
                     fmt(&far),
-                    fmt_num(i.p99_ms)
+                    fmt_num(i.p99_ms),
+                    fmt_num(i.p99_ms),
+                    p.chunk_ms,
+                    BEAT_MS
+                )));
+            } else if !far.is_empty() {
+                let cores = crate::lab::machine::usable_cpus().len().max(1);
+                out.push(Finding::unclear(format!(
+                    "off the workers, {} was not clearly below inline's {} ms: {}",
+                    fmt(&far),
+                    fmt_num(i.p99_ms),
+                    if p.workers >= cores {
+                        format!(
+                            "with {} spinning thread(s) on {} core(s) the OS makes the heartbeat's worker wait for a \
+                             core too",
+                            p.workers, cores
+                        )
+                    } else {
+                        format!(
+                            "{} spinning thread(s) leave cores free on this {}-core machine, so look at the load line \
+                             (another program may have taken them) — and block_in_place hands its worker to another \
+                             thread at every chunk, a thread wake-up the heartbeat may wait for",
+                            p.workers, cores
+                        )
+                    }
                 )));
             }
             if i.p50_ms > 1.2 * chunk {

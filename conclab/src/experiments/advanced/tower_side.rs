@@ -232,12 +232,20 @@ impl Report for TowerVsHandReport {
         }
         if let Some(dl) = self.runs.get(3) {
             let (_, rejected, good) = dl.totals(p.slo_ms);
-            out.push(Finding::clear(format!(
-                "with a timeout instead of a shedder, {rejected} requests failed — each only after waiting the full \
-                 {} ms — while {good} were answered in time: a deadline bounds latency too, but the caller learns \
-                 late, and the buffer drops a timed-out request unserved instead of wasting a worker on it",
-                p.slo_ms
-            )));
+            out.push(Finding::clear(if rejected == 0 {
+                format!(
+                    "with a timeout instead of a shedder no request failed: no answer took longer than the {} ms \
+                     timeout, so the deadline never fired ({good} answered in time)",
+                    p.slo_ms
+                )
+            } else {
+                format!(
+                    "with a timeout instead of a shedder, {rejected} requests failed — each only after waiting the \
+                     full {} ms — while {good} were answered in time: a deadline bounds latency too, but the caller \
+                     learns late, and the buffer drops a timed-out request unserved instead of wasting a worker on it",
+                    p.slo_ms
+                )
+            }));
         }
         out.push(Finding::note(self.load.sentence()));
         out
@@ -403,35 +411,54 @@ impl Report for TowerRetryReport {
                 peak(shared),
                 peak(own)
             )));
-            if storm(shared) && !storm(own) {
+            let (ps, po) = (shared.peak_after_outage as f64, own.peak_after_outage as f64);
+            if storm(shared) && ps >= 1.5 * po {
                 out.push(Finding::clear(format!(
                     "sharing one random source brought the storm back ({} vs {} per 100 ms): tower's make_backoff and \
                      the per-request clone of the policy copy the source with its state, so every client draws the \
                      same \"random\" waits and they stay in lock-step — tower's default HasherRng is copied the same \
-                     way. Give each client (or each request) a source of its own",
-                    shared.peak_after_outage, own.peak_after_outage
-                )));
-            } else if storm(shared) == storm(own) {
-                out.push(Finding::unclear(format!(
-                    "one shared random source ({}) and one per client ({}) gave {} here: {}",
+                     way. Give each client (or each request) a source of its own{}",
                     shared.peak_after_outage,
                     own.peak_after_outage,
-                    if storm(own) { "storms both" } else { "no storm either" },
                     if storm(own) {
-                        "tower's jitter only adds up to 1× the base wait, which may not spread a crowd this large"
-                            .to_string()
-                    } else {
                         format!(
-                            "with {} clients against a capacity of {} per 100 ms there is little to synchronize",
-                            p.clients, p.capacity
+                            ". Even with its own sources tower peaked at {}× capacity: its jitter adds at most 1× the \
+                             wait (none once the wait reaches the max), and {} clients are more than one back-off window can spread below {} per 100 ms",
+                            fmt_num(po / cap),
+                            p.clients,
+                            p.capacity
                         )
+                    } else {
+                        String::new()
                     }
+                )));
+            } else if !storm(shared) && !storm(own) {
+                out.push(Finding::clear(format!(
+                    "no storm with either random source ({} shared, {} per client): with {} clients against a \
+                     capacity of {} per 100 ms even clients in lock-step {}",
+                    shared.peak_after_outage,
+                    own.peak_after_outage,
+                    p.clients,
+                    p.capacity,
+                    if zero.peak_after_outage == 0 {
+                        "never reached the dependency after the outage (they gave up during it)"
+                    } else {
+                        "fit within the capacity — the shared source's lock-step does harm only in a crowd"
+                    }
+                )));
+            } else {
+                out.push(Finding::clear(format!(
+                    "one shared random source peaked at {} and one per client at {} calls per 100 ms: here the \
+                     shared source's lock-step was not what made the difference",
+                    shared.peak_after_outage, own.peak_after_outage
                 )));
             }
             out.push(Finding::note(format!(
-                "tower's ExponentialBackoff waits base × 2^k plus a random extra of up to jitter × that (capped at \
-                 the max): with jitter 1 a wait falls in [w, 2w], where full jitter draws from [0, w]. Both spread a \
-                 wave over a window as wide as w. Hand-built: {}; tower with its own sources: {}",
+                "tower's ExponentialBackoff waits w = base × 2^k plus a random extra of up to jitter × w, but the \
+                 extra is capped at max − w: with jitter 1 a wait falls in [w, min(2w, max)], and once w reaches \
+                 the max ({} ms here) there is no jitter at all — every client waits exactly the max. Full jitter \
+                 draws from [0, w] at every step. Hand-built: {}; tower with its own sources: {}",
+                p.max_delay_ms,
                 served(hand),
                 served(own)
             )));
