@@ -137,21 +137,20 @@ fn spin_ms(iters_per_ms: u64, ms: u64, seed: u64) -> u64 {
 
 /// The heartbeat: sleeps until each due time (`BEAT_MS` apart) and records how late it
 /// woke; a beat already overdue by a whole period is skipped and counted as missed.
-async fn beat(start: tokio::time::Instant, done: Arc<AtomicBool>) -> (Vec<(f64, f64)>, usize) {
+/// Each beat: (ms since start, lateness ms, beats skipped before it).
+async fn beat(start: tokio::time::Instant, done: Arc<AtomicBool>) -> Vec<(f64, f64, usize)> {
     let period = Duration::from_millis(BEAT_MS);
     let mut beats = Vec::new();
-    let mut missed = 0;
     let mut due = start + period;
     while !done.load(Ordering::Acquire) {
         tokio::time::sleep_until(due).await;
         let now = tokio::time::Instant::now();
         let late = now.duration_since(due);
-        beats.push((now.duration_since(start).as_secs_f64() * 1e3, late.as_secs_f64() * 1e3));
         let skip = (late.as_nanos() / period.as_nanos()) as usize;
-        missed += skip;
+        beats.push((now.duration_since(start).as_secs_f64() * 1e3, late.as_secs_f64() * 1e3, skip));
         due += period * (skip as u32 + 1);
     }
-    (beats, missed)
+    beats
 }
 
 /// One lane: its chunks of work, run the way `s` says.
@@ -236,10 +235,13 @@ pub fn heartbeat(p: &Heartbeat) -> Result<HeartbeatReport, LabError> {
             let work_ms = work_start.elapsed().as_secs_f64() * 1e3;
             let from_ms = work_start.duration_since(start.into_std()).as_secs_f64() * 1e3;
             done.store(true, Ordering::Release);
-            let (beats, missed) = hb.await.expect("the heartbeat does not panic");
+            let beats = hb.await.expect("the heartbeat does not panic");
             let to_ms = from_ms + work_ms;
-            let beats: Vec<(f64, f64)> = beats.into_iter().filter(|b| b.0 >= from_ms && b.0 <= to_ms + 1.0).collect();
-            let beats = beats.into_iter().map(|(t, l)| (t - from_ms, l)).collect::<Vec<_>>();
+            // Only the beats (and the skips before them) that fell while the work ran.
+            let beats: Vec<(f64, f64, usize)> =
+                beats.into_iter().filter(|b| b.0 >= from_ms && b.0 <= to_ms + 1.0).collect();
+            let missed = beats.iter().map(|b| b.2).sum::<usize>();
+            let beats = beats.into_iter().map(|(t, l, _)| (t - from_ms, l)).collect::<Vec<_>>();
             (beats, missed, work_ms)
         });
         drop(pool);
