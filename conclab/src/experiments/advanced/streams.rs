@@ -220,7 +220,7 @@ pub struct StreamBuffering {
     pub slow_ms: u64,
     /// Percent of requests that are slow: 0..=100.
     pub slow_pct: u32,
-    /// Seed of the request list (same seed, same list): any u64.
+    /// Seed of the request list (same seed, same list): 0..=1000000.
     pub seed: u64,
 }
 
@@ -245,6 +245,7 @@ impl StreamBuffering {
         check_range("base_ms", self.base_ms, 1..=1000)?;
         check_range("slow_ms", self.slow_ms, 1..=5000)?;
         check_range("slow_pct", self.slow_pct, 0..=100)?;
+        check_range("seed", self.seed, 0..=1_000_000)?;
         check_estimate("requests × mean latency ÷ k, summed over ks, × 2 modes", self.estimate())
     }
 
