@@ -44,6 +44,12 @@ pub use crate::experiments::async_basics::poll_trace::{
 pub use crate::experiments::async_basics::sizes::{FutureSizes, FutureSizesReport, future_sizes};
 #[cfg(feature = "async_basics")]
 pub use crate::experiments::async_basics::waiting::{WhyAsync, WhyAsyncReport, why_async};
+#[cfg(feature = "case_study")]
+pub use crate::experiments::case_study::{
+    load::{ClosedLoop, LoadResult, OpenLoop, closed_loop, connection_room, open_fds, open_loop},
+    scaling::{ScalingRow, ServerScaling, ServerScalingReport, max_connections, server_scaling},
+    server::{MAX_LINE, ServerHandle, ServerKind, ServerOpts, ShutdownReport, start_server},
+};
 #[cfg(feature = "features")]
 pub use crate::experiments::features::{
     ActorReport, ActorVsMutex, Diagnostic, Histogram, HistogramReport, HistogramWay, InteriorCosts, InteriorReport,

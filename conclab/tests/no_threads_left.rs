@@ -74,6 +74,7 @@ fn quick(name: &str) -> &'static [(&'static str, &'static str)] {
         "tower-vs-hand" => &[("ramp_ms", "2000")],
         "tower-retry" => &[("clients", "100")],
         "scheduler-intervals" => &[("intervals", "4,61"), ("run_ms", "40")],
+        "server-scaling" => &[("connections", "4,50"), ("requests", "100")],
         _ => &[],
     }
 }

@@ -8,6 +8,8 @@
 pub mod advanced;
 #[cfg(feature = "async_basics")]
 pub mod async_basics;
+#[cfg(feature = "case_study")]
+pub mod case_study;
 #[cfg(feature = "features")]
 pub mod features;
 #[cfg(feature = "index")]
@@ -39,6 +41,8 @@ pub fn experiments() -> Vec<Experiment> {
     all.extend(tokio_rt::experiments());
     #[cfg(feature = "advanced")]
     all.extend(advanced::experiments());
+    #[cfg(feature = "case_study")]
+    all.extend(case_study::experiments());
     all
 }
 
