@@ -144,7 +144,10 @@ impl ServiceState {
             Some(s) => s.acquire().await.ok(),
             None => None,
         };
-        tokio::time::sleep(self.time).await;
+        // A zero sleep would still wait for the timer's next tick.
+        if !self.time.is_zero() {
+            tokio::time::sleep(self.time).await;
+        }
         true
     }
 }
