@@ -46,6 +46,15 @@ pub use crate::experiments::async_basics::sizes::{FutureSizes, FutureSizesReport
 pub use crate::experiments::async_basics::waiting::{WhyAsync, WhyAsyncReport, why_async};
 #[cfg(feature = "case_study")]
 pub use crate::experiments::case_study::{
+    exercises::{
+        POOL_REQUESTS, POOL_SIZE, PoolClient, SURVIVE_CONNECTIONS, THREAD_BUDGET, check_bounded_pool,
+        check_survives_2000,
+    },
+    overload::{Overload, OverloadReport, OverloadRow, Protection, overload},
+    pool::{ClientMode, ConnectionPool, ConnectionPoolReport, PoolRow, connection_pool},
+};
+#[cfg(feature = "case_study")]
+pub use crate::experiments::case_study::{
     load::{ClosedLoop, LoadResult, OpenLoop, closed_loop, connection_room, open_fds, open_loop},
     scaling::{ScalingRow, ServerScaling, ServerScalingReport, max_connections, server_scaling},
     server::{MAX_LINE, ServerHandle, ServerKind, ServerOpts, ShutdownReport, start_server},

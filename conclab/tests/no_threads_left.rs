@@ -75,6 +75,8 @@ fn quick(name: &str) -> &'static [(&'static str, &'static str)] {
         "tower-retry" => &[("clients", "100")],
         "scheduler-intervals" => &[("intervals", "4,61"), ("run_ms", "40")],
         "server-scaling" => &[("connections", "4,50"), ("requests", "100")],
+        "overload" => &[("loads", "0.5,2"), ("modes", "none,shed"), ("duration_ms", "50")],
+        "connection-pool" => &[("tasks", "20"), ("pools", "1,4")],
         _ => &[],
     }
 }

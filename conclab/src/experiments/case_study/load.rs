@@ -72,7 +72,7 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    fn error(&mut self, e: String) {
+    pub(crate) fn error(&mut self, e: String) {
         self.errors += 1;
         if self.first_error.is_none() {
             self.first_error = Some(e);
@@ -154,8 +154,31 @@ pub(crate) async fn connect_all(addr: SocketAddr, n: usize, timeout: Duration) -
     (conns, tally)
 }
 
+/// Opens one connection to `addr` within `timeout`.
+pub(crate) async fn connect_one(addr: SocketAddr, timeout: Duration) -> Result<Conn, String> {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(Conn { io: BufReader::with_capacity(256, s), line: Vec::new(), out: Vec::new() })
+        }
+        Ok(Err(e)) => Err(format!("connecting to {addr}: {e}")),
+        Err(_) => Err(format!("connecting to {addr}: no answer within {} ms", timeout.as_millis())),
+    }
+}
+
+/// One request to a server that may refuse it: `Ok(true)` for the echo, `Ok(false)` for
+/// the server's `BUSY` answer (see `server::Service`).
+pub(crate) async fn ask(c: &mut Conn, id: u64, timeout: Duration) -> Result<bool, String> {
+    match round_trip(c, id, timeout).await {
+        Ok(()) => Ok(true),
+        Err(_) if c.line == crate::experiments::case_study::server::BUSY => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// One request: send `req <id>\n`, read the answer line, check it is the echo.
 async fn round_trip(c: &mut Conn, id: u64, timeout: Duration) -> Result<(), String> {
+    c.line.clear();
     let step = async {
         c.out.clear();
         c.out.extend_from_slice(format!("req {id}\n").as_bytes());

@@ -18,7 +18,10 @@
 /// The notebook name the experiments of this module belong to.
 pub const NOTEBOOK: &str = "07-case-study";
 
+pub mod exercises;
 pub mod load;
+pub mod overload;
+pub mod pool;
 pub mod scaling;
 pub mod server;
 
@@ -27,5 +30,7 @@ pub fn experiments() -> Vec<crate::lab::Experiment> {
     #[allow(unused_mut)]
     let mut all = Vec::new();
     all.extend(scaling::experiments());
+    all.extend(overload::experiments());
+    all.extend(pool::experiments());
     all
 }

@@ -95,6 +95,63 @@ impl ServerOpts {
     }
 }
 
+/// A service time and admission control for the tokio server (the `overload` and
+/// `connection-pool` experiments): each request holds one of `slots` (a `Semaphore`,
+/// FIFO) for `time` before its echo, like a handler that waits on a database with
+/// `slots` connections; with `admit`, at most that many requests may be in the server
+/// at once (in service or waiting for a slot) and any more is answered [`BUSY`] at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Service {
+    /// How long a request holds its slot (a tokio timer: rounded up to whole ms).
+    pub time: Duration,
+    /// Requests in service at once; `None`: no limit (each request only waits `time`).
+    pub slots: Option<usize>,
+    /// Requests admitted at once; `None`: every request waits for a slot, however many.
+    pub admit: Option<usize>,
+}
+
+/// The answer to a request the server refused under [`Service::admit`].
+pub(crate) const BUSY: &[u8] = b"BUSY\n";
+
+/// A [`Service`] at run time.
+#[derive(Debug)]
+struct ServiceState {
+    time: Duration,
+    slots: Option<tokio::sync::Semaphore>,
+    admit: Option<tokio::sync::Semaphore>,
+}
+
+impl ServiceState {
+    fn new(s: Service) -> ServiceState {
+        ServiceState {
+            time: s.time,
+            slots: s.slots.map(tokio::sync::Semaphore::new),
+            admit: s.admit.map(tokio::sync::Semaphore::new),
+        }
+    }
+
+    /// Serves one request: false when it was refused (no admission permit free).
+    async fn serve(&self) -> bool {
+        let _admitted = match &self.admit {
+            Some(a) => match a.try_acquire() {
+                Ok(p) => Some(p),
+                Err(_) => return false,
+            },
+            None => None,
+        };
+        let _slot = match &self.slots {
+            // Never closed, so acquire only waits.
+            Some(s) => s.acquire().await.ok(),
+            None => None,
+        };
+        // A zero sleep would still wait for the timer's next tick.
+        if !self.time.is_zero() {
+            tokio::time::sleep(self.time).await;
+        }
+        true
+    }
+}
+
 /// What a shutdown did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ShutdownReport {
@@ -207,8 +264,21 @@ pub fn start_server(kind: ServerKind, opts: &ServerOpts) -> io::Result<ServerHan
     opts.check()?;
     match kind {
         ServerKind::Threads => start_threads(opts),
-        ServerKind::Tokio => start_tokio(opts),
+        ServerKind::Tokio => start_tokio(opts, None),
     }
+}
+
+/// Starts the tokio server with a per-request [`Service`] (time, slots, admission).
+pub(crate) fn start_tokio_service(opts: &ServerOpts, service: Service) -> io::Result<ServerHandle> {
+    opts.check()?;
+    let bad = |m: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, m.to_string()));
+    if service.slots == Some(0) || service.admit == Some(0) {
+        return bad("a service needs at least one slot and one admission");
+    }
+    if service.time > Duration::from_secs(10) {
+        return bad("a service time of at most 10 s");
+    }
+    start_tokio(opts, Some(service))
 }
 
 impl ServerHandle {
@@ -492,7 +562,7 @@ fn echo_lines(stream: &TcpStream, sh: &Shared) {
     }
 }
 
-fn start_tokio(opts: &ServerOpts) -> io::Result<ServerHandle> {
+fn start_tokio(opts: &ServerOpts, service: Option<Service>) -> io::Result<ServerHandle> {
     let shared = Arc::new(Shared::default());
     let stop = CancellationToken::new();
     let deadline_ms = Arc::new(AtomicU64::new(1000));
@@ -504,7 +574,7 @@ fn start_tokio(opts: &ServerOpts) -> io::Result<ServerHandle> {
         Rt::multi(opts.workers).timeout(opts.lifetime).grace(Duration::from_millis(500)).strict_threads(false);
     let thread = std::thread::Builder::new()
         .name("cl-tokio-srv".into())
-        .spawn(move || rt::run(server_rt, move || serve_tokio(sh, st, dl, addr_tx)))?;
+        .spawn(move || rt::run(server_rt, move || serve_tokio(sh, st, dl, addr_tx, service)))?;
     let mut handle = ServerHandle {
         kind: ServerKind::Tokio,
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -526,7 +596,9 @@ async fn serve_tokio(
     stop: CancellationToken,
     deadline_ms: Arc<AtomicU64>,
     addr_tx: std::sync::mpsc::SyncSender<io::Result<SocketAddr>>,
+    service: Option<Service>,
 ) {
+    let service = service.map(|s| Arc::new(ServiceState::new(s)));
     let bound = (|| {
         let s = tokio::net::TcpSocket::new_v4()?;
         s.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
@@ -553,11 +625,12 @@ async fn serve_tokio(
                 Ok((socket, _)) => {
                     sh.opened();
                     let (sh, stop, abort) = (Arc::clone(&sh), stop.clone(), abort.clone());
+                    let service = service.clone();
                     tracker.spawn(async move {
                         tokio::select! {
                             biased;
                             _ = abort.cancelled() => {}
-                            _ = echo_lines_async(socket, &stop) => {}
+                            _ = echo_lines_async(socket, &stop, service.as_deref()) => {}
                         }
                         sh.closed();
                     });
@@ -586,7 +659,7 @@ async fn serve_tokio(
 
 /// One connection, as a task: echo lines until the client closes or the server stops
 /// (between requests: a request already read is answered first).
-async fn echo_lines_async(mut socket: tokio::net::TcpStream, stop: &CancellationToken) {
+async fn echo_lines_async(mut socket: tokio::net::TcpStream, stop: &CancellationToken, service: Option<&ServiceState>) {
     let _ = socket.set_nodelay(true);
     let (rd, mut wr) = socket.split();
     let mut reader = tokio::io::BufReader::with_capacity(MAX_LINE, rd);
@@ -603,7 +676,11 @@ async fn echo_lines_async(mut socket: tokio::net::TcpStream, stop: &Cancellation
         match read {
             Ok(0) if room > 0 => return,
             Ok(_) if line.last() == Some(&b'\n') => {
-                if wr.write_all(&line).await.is_err() {
+                let served = match service {
+                    Some(s) => s.serve().await,
+                    None => true,
+                };
+                if wr.write_all(if served { &line } else { BUSY }).await.is_err() {
                     return;
                 }
                 line.clear();
