@@ -550,7 +550,7 @@ impl Report for OverloadReport {
         let p = &self.params;
         let mut rates = Figure::lines(
             "Offered vs served vs shed: past capacity, protection sheds the excess",
-            "offered load (× measured capacity)",
+            "offered (× capacity)",
             "requests/s",
         )
         .linear_x()
