@@ -263,7 +263,7 @@ where
             POOL_EXERCISE,
             detail,
             "bound the connections: share an Arc<Semaphore> of 8 permits and hold a permit (`let _permit = \
-             sem.acquire().await`) while a task uses a connection",
+             sem.acquire().await.expect(\"never closed\")`) while a task uses a connection",
         )
     } else if report.accepted > POOL_SIZE {
         Verdict::not_yet(

@@ -347,12 +347,12 @@ impl Report for ConnectionPoolReport {
             let f = if limited { Finding::clear } else { Finding::unclear };
             out.push(f(format!(
                 "a pool of {n} served {}/s: with each request holding its connection for about the service time \
-                 ({} ms, about {} ms with the timer's rounding), {} allow at most about {}/s (Little's \
+                 ({} ms, about {} ms with the timer's rounding), {} at most about {}/s (Little's \
                  law: in flight = rate × time){}; its p99 of {} is mostly the wait for a free connection",
                 fmt_num(small.throughput_per_s),
                 p.service_ms,
                 p.service_ms + 1,
-                if n == 1 { "1 connection".to_string() } else { format!("{n} connections") },
+                if n == 1 { "1 connection allows".to_string() } else { format!("{n} connections allow") },
                 fmt_num(bound),
                 if limited { "" } else { " — it did better than that bound here, the service time was shorter" },
                 fmt_us(small.p99_us)

@@ -542,7 +542,7 @@ impl Report for ServerScalingReport {
             p.requests
         ));
         let mut cost = Figure::lines(
-            "What each connection costs the server",
+            "What each connection costs: server threads, process memory",
             "connections held at once (log scale)",
             "server threads | process memory growth per connection (KiB)",
         )

@@ -9,6 +9,7 @@
 //!   wake-ups (a stall), and a waiting thread that burns the CPU its partner needs.
 
 use crate::lab::check::Verdict;
+use crate::lab::os::Switches;
 use crate::lab::work::{busy, iters_per_ms};
 use crate::lab::{LoadProbe, cores, fmt_num, pin_current_thread, usable_cpus};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -228,6 +229,9 @@ struct Phase {
     /// Why the checker gave up: `Some("stall")` (no progress for a second) or
     /// `Some("limit")` (still running at the time limit).
     gave_up: Option<&'static str>,
+    /// Both threads' context switches during their loops: a wait that sleeps blocks
+    /// (voluntary), a wait that spins is only ever preempted (involuntary).
+    switches: Switches,
 }
 
 fn phase(give: Give, wait: Wait, trips: u64, pins: (usize, usize), limit: Duration) -> Result<Phase, String> {
@@ -236,7 +240,14 @@ fn phase(give: Give, wait: Wait, trips: u64, pins: (usize, usize), limit: Durati
     let early = AtomicU64::new(0);
     let progress = AtomicU64::new(0);
     let finished = AtomicU64::new(0);
-    let (turn, witness, early, progress, finished) = (&turn, &witness, &early, &progress, &finished);
+    let switches = Mutex::new(Switches::default());
+    let (turn, witness, early, progress, finished, switches) =
+        (&turn, &witness, &early, &progress, &finished, &switches);
+    let count_switches = move |before: Switches| {
+        let d = Switches::this_thread().since(before);
+        let mut s = switches.lock().unwrap_or_else(|e| e.into_inner());
+        *s = *s + d;
+    };
     // The turn holder's check: the witness must be where the partner left it.
     let hold = move |expect: u64| {
         if witness.load(Ordering::Acquire) != expect {
@@ -250,6 +261,7 @@ fn phase(give: Give, wait: Wait, trips: u64, pins: (usize, usize), limit: Durati
             .spawn_scoped(s, move || {
                 pin_current_thread(pins.1);
                 let Ok(a) = rx.recv_timeout(Duration::from_secs(10)) else { return };
+                let before = Switches::this_thread();
                 for i in 0..trips {
                     wait(turn, 2 * i + 1);
                     if turn.abort.load(Ordering::Relaxed) {
@@ -258,6 +270,7 @@ fn phase(give: Give, wait: Wait, trips: u64, pins: (usize, usize), limit: Durati
                     hold(2 * i + 1);
                     give(turn, 2 * i + 2, &a);
                 }
+                count_switches(before);
                 finished.fetch_add(1, Ordering::Release);
             })
             .map_err(|e| format!("could not start a thread: {e}"))?;
@@ -268,6 +281,7 @@ fn phase(give: Give, wait: Wait, trips: u64, pins: (usize, usize), limit: Durati
             .spawn_scoped(s, move || {
                 pin_current_thread(pins.0);
                 let _ = tx.send(std::thread::current());
+                let before = Switches::this_thread();
                 for i in 0..trips {
                     hold(2 * i);
                     give(turn, 2 * i + 1, &b_for_a);
@@ -277,6 +291,7 @@ fn phase(give: Give, wait: Wait, trips: u64, pins: (usize, usize), limit: Durati
                     }
                     progress.fetch_add(1, Ordering::Release);
                 }
+                count_switches(before);
                 finished.fetch_add(1, Ordering::Release);
             })
             .map_err(|e| format!("could not start a thread: {e}"))?;
@@ -308,16 +323,28 @@ fn phase(give: Give, wait: Wait, trips: u64, pins: (usize, usize), limit: Durati
         }
         let took = start.elapsed();
         let _ = (a.join(), b.join());
-        Ok(Phase { trips, done: progress.load(Ordering::Acquire), took, early: early.load(Ordering::Relaxed), gave_up })
+        let switches = *switches.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(Phase {
+            trips,
+            done: progress.load(Ordering::Acquire),
+            took,
+            early: early.load(Ordering::Relaxed),
+            gave_up,
+            switches,
+        })
     })
 }
 
 /// Checks the reader's hand-off: two threads pass a turn back and forth with `give` and
 /// `wait` — first 200 round trips with both pinned to one CPU (at most 2 s), then
 /// 5 000 on two CPUs (at most 5 s; skipped on a one-CPU machine). Passes when no thread
-/// ever ran before its turn, nothing stalled, and a round trip on one CPU took under
-/// 1 ms on average (a waiting thread that spins instead of sleeping holds the CPU its
-/// partner needs until the scheduler's timer preempts it: milliseconds per hand-off).
+/// ever ran before its turn, nothing stalled, and on one CPU the waits slept: the two
+/// threads' voluntary context switches (`getrusage`) number at least one per two round
+/// trips. A wait that sleeps blocks about twice per round trip; a wait that spins (or
+/// loops on `yield_now`) never blocks and is only preempted, so it holds the CPU its
+/// partner needs until the scheduler's timer takes it away — milliseconds per hand-off,
+/// a number that depends on the kernel's tick, which is why the counters, not the time,
+/// decide. Where the counters read zero (no `getrusage`), a round trip over 1 ms does.
 pub fn check_handoff(give: Give, wait: Wait) -> Verdict {
     let cpus = usable_cpus();
     let one = cpus[0];
@@ -355,17 +382,23 @@ pub fn check_handoff(give: Give, wait: Wait) -> Verdict {
                  a wake-up sent before the turn changes can be used up by a partner that then sleeps again",
             );
         }
-        if name == "one CPU" && (p.gave_up.is_some() || per_trip_us > 1_000.0) {
+        let counted = p.switches.voluntary + p.switches.involuntary > 0;
+        let never_slept = if counted { p.switches.voluntary * 2 < p.done } else { per_trip_us > 1_000.0 };
+        if name == "one CPU" && (p.gave_up.is_some() || never_slept) {
             return Verdict::not_yet(
                 HANDOFF,
                 format!(
-                    "one CPU: {} round trips in {} ms, {} µs each — correct, but a sleeping hand-off takes a few µs",
+                    "one CPU: {} round trips in {} ms, {} µs each; the threads blocked {} times and were preempted \
+                     {} times — correct, but the waits did not sleep (a sleeping wait blocks about twice per round trip)",
                     p.done,
                     fmt_num(p.took.as_secs_f64() * 1e3),
-                    fmt_num(per_trip_us)
+                    fmt_num(per_trip_us),
+                    p.switches.voluntary,
+                    p.switches.involuntary
                 ),
-                "a thread that spins in `wait` keeps the one CPU its partner needs until the timer tick preempts \
-                 it: sleep instead (`std::thread::park()` in the loop) and wake the partner in `give` \
+                "a wait that never blocks — a spin, or a loop on `yield_now` — keeps running while its partner \
+                 needs the CPU (a spin until the timer tick preempts it) and burns a whole CPU on a bigger machine: \
+                 sleep instead (`std::thread::park()` in the loop) and wake the partner in `give` \
                  (`partner.unpark()`)",
             );
         }
@@ -452,9 +485,19 @@ mod tests {
         assert!(v.passed, "{v}");
     }
 
+    fn wait_yield(turn: &Turn, want: u64) {
+        while !turn.is(want) {
+            std::thread::yield_now();
+        }
+    }
+
     #[test]
     fn handoff_checker_catches_a_spinning_wait() {
+        // Caught by the threads' switch counters, whatever the kernel's tick: on one CPU a
+        // spinning thread is preempted and never blocks.
         let v = check_handoff(give_no_wake, wait_spin);
+        assert!(!v.passed && v.hint.as_deref().unwrap_or("").contains("park"), "{v}");
+        let v = check_handoff(give_ok, wait_yield);
         assert!(!v.passed && v.hint.as_deref().unwrap_or("").contains("park"), "{v}");
     }
 
