@@ -79,6 +79,43 @@ impl std::ops::Add for Switches {
     }
 }
 
+/// Gives the calling thread a descriptor table of its own holding only 0, 1 and 2: one
+/// call of `close_range(3, ~0, CLOSE_RANGE_UNSHARE)` (Linux 5.9+), or where that is
+/// missing `unshare(CLONE_FILES)` and then a `close` of every other number. Threads the
+/// caller starts afterwards share its new table; the rest of the process keeps the old
+/// one. `RLIMIT_NOFILE` caps the numbers in each table, so a load generator whose
+/// runtime runs on such a thread has the whole limit for its own sockets, as it would in
+/// a process of its own — while a descriptor opened elsewhere means nothing (or another
+/// file) on it: such a thread must only touch what it opened itself. The table is freed,
+/// closing whatever is still open in it, when the last thread using it exits.
+pub fn own_fd_table() -> Result<(), String> {
+    // SAFETY: close_range only closes descriptors of the calling thread's table, which
+    // CLOSE_RANGE_UNSHARE has first made private to it; nothing else uses those numbers.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_UNSHARE) };
+    if r == 0 {
+        return Ok(());
+    }
+    let first = std::io::Error::last_os_error();
+    // SAFETY: unshare(CLONE_FILES) gives the calling thread a copy of its table and
+    // changes nothing else.
+    if unsafe { libc::unshare(libc::CLONE_FILES) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(format!("this kernel refused a descriptor table of our own (close_range: {first}; unshare: {e})"));
+    }
+    let top = crate::lab::limits::Limits::raise_nofile().min(1 << 20) as i32;
+    for fd in 3..top {
+        // SAFETY: the table is ours alone now; closing a copy leaves the process's table as it is.
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
+/// Whether [`own_fd_table`] works here (tried once, on a thread that exits at once).
+pub fn own_fd_tables_work() -> bool {
+    static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WORKS.get_or_init(|| std::thread::spawn(|| own_fd_table().is_ok()).join().unwrap_or(false))
+}
+
 /// A field of `/proc/self/status` (e.g. `Threads`, `VmRSS`), as text.
 pub fn proc_status(field: &str) -> Option<String> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -100,5 +137,28 @@ mod tests {
         let d = Switches::this_thread().since(before);
         assert!(d.voluntary >= 1, "sleeping blocks the thread: {d:?}");
         assert!(proc_status("Threads").is_some());
+    }
+
+    #[test]
+    fn a_thread_with_its_own_table_neither_sees_nor_keeps_the_process_descriptors() {
+        use std::os::fd::AsRawFd;
+        if !own_fd_tables_work() {
+            return;
+        }
+        let f = std::fs::File::open("/proc/self/status").unwrap();
+        let fd = f.as_raw_fd();
+        // SAFETY: F_GETFD only asks whether the number is open.
+        let open_here = |fd: i32| unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1;
+        let (seen, opened) = std::thread::spawn(move || {
+            own_fd_table().unwrap();
+            let seen = open_here(fd);
+            let files: Vec<_> = (0..64).map(|_| std::fs::File::open("/proc/self/status").unwrap()).collect();
+            (seen, files.iter().filter(|f| f.as_raw_fd() >= 3).count())
+        })
+        .join()
+        .unwrap();
+        assert!(!seen, "descriptor {fd} of the process was open in the private table");
+        assert_eq!(opened, 64);
+        assert!(open_here(fd), "the process's own table lost descriptor {fd}");
     }
 }

@@ -130,6 +130,25 @@ pub fn connection_room() -> (usize, String) {
     (room, why)
 }
 
+/// Like [`connection_room`] for a load generator whose runtime has a descriptor table
+/// of its own ([`Rt::own_fd_table`]): each connection then costs 1 descriptor in this
+/// process's table (the server's end) and 1 in the client's, which starts nearly empty.
+/// `None` where this kernel gives no thread a table of its own.
+pub fn connection_room_apart() -> Option<(usize, String)> {
+    if !crate::lab::os::own_fd_tables_work() {
+        return None;
+    }
+    let soft = crate::lab::limits::Limits::raise_nofile();
+    let open = open_fds();
+    let room = soft.saturating_sub(open + FD_MARGIN);
+    let why = format!(
+        "RLIMIT_NOFILE = {soft} descriptors (soft limit raised to the hard one), {open} already open, \
+         {FD_MARGIN} kept free; the server's end of each connection costs 1 of them, the client's end 1 in the \
+         load generator's own descriptor table"
+    );
+    Some((room, why))
+}
+
 /// Opens `n` connections to `addr`, `CONNECT_BATCH` at a time, each connect bounded by
 /// `timeout`. Failures are tallied, not fatal.
 pub(crate) async fn connect_all(addr: SocketAddr, n: usize, timeout: Duration) -> (Vec<Conn>, Tally) {

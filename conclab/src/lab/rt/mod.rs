@@ -73,6 +73,9 @@ pub struct Rt {
     pub strict_threads: Option<bool>,
     /// Scheduler and blocking-pool knobs; tokio's defaults where unset.
     pub tuning: Tuning,
+    /// Whether the runtime's threads get a descriptor table of their own
+    /// ([`Rt::own_fd_table`]).
+    pub own_fd_table: bool,
 }
 
 /// Optional tokio `Builder` knobs an [`Rt`] applies when it builds its runtime; `None`
@@ -113,6 +116,7 @@ impl Rt {
             grace: Duration::from_secs(1),
             strict_threads: None,
             tuning: Tuning::default(),
+            own_fd_table: false,
         }
     }
 
@@ -132,6 +136,17 @@ impl Rt {
     /// threads the body started itself with `std::thread::spawn` and did not join.
     pub fn strict_threads(mut self, strict: bool) -> Rt {
         self.strict_threads = Some(strict);
+        self
+    }
+
+    /// Runs the runtime, its workers and its blocking pool on a descriptor table of their
+    /// own ([`crate::lab::os::own_fd_table`]): sockets the body opens count against
+    /// `RLIMIT_NOFILE` apart from the rest of the process, as in a second process. A load
+    /// generator on loopback uses it so that its ends of the connections do not halve the
+    /// server's room. The body must not use descriptors opened outside it (a server handle
+    /// moved in, a file): on its threads those numbers are closed or mean another file.
+    pub fn own_fd_table(mut self) -> Rt {
+        self.own_fd_table = true;
         self
     }
 
@@ -444,8 +459,12 @@ where
     let prefix = fresh_prefix();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Ended<T>, RtError>>(1);
     let (flavor, limit, grace, tuning) = (rt.flavor, rt.timeout, rt.grace, rt.tuning);
+    let own_fd_table = rt.own_fd_table;
     let name_prefix = prefix.clone();
     let spawned = std::thread::Builder::new().name(format!("{prefix}-main")).spawn(move || {
+        if own_fd_table && let Err(e) = crate::lab::os::own_fd_table() {
+            return drop(tx.send(Err(RtError::Start(e))));
+        }
         let built = std::panic::catch_unwind(|| build(flavor, tuning, &name_prefix));
         let runtime = match built {
             Ok(Ok(r)) => r,
