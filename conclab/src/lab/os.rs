@@ -88,6 +88,10 @@ impl std::ops::Add for Switches {
 /// a process of its own — while a descriptor opened elsewhere means nothing (or another
 /// file) on it: such a thread must only touch what it opened itself. The table is freed,
 /// closing whatever is still open in it, when the last thread using it exits.
+///
+/// Never combine it with tokio's `signal` or `process` features (this crate enables
+/// neither): tokio's signal driver registers a descriptor it opened once for the whole
+/// process, which on a thread with a table of its own is closed or another file.
 pub fn own_fd_table() -> Result<(), String> {
     // SAFETY: close_range only closes descriptors of the calling thread's table, which
     // CLOSE_RANGE_UNSHARE has first made private to it; nothing else uses those numbers.
@@ -102,8 +106,17 @@ pub fn own_fd_table() -> Result<(), String> {
         let e = std::io::Error::last_os_error();
         return Err(format!("this kernel refused a descriptor table of our own (close_range: {first}; unshare: {e})"));
     }
-    let top = crate::lab::limits::Limits::raise_nofile().min(1 << 20) as i32;
-    for fd in 3..top {
+    // The numbers open in the copy, listed first (the listing's own descriptor is among
+    // them, closed with the rest once the listing is done); every number up to the limit
+    // where /proc cannot be read.
+    let listed: Option<Vec<i32>> = std::fs::read_dir("/proc/thread-self/fd")
+        .ok()
+        .map(|dir| dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect());
+    let numbers: Vec<i32> = match listed {
+        Some(v) => v.into_iter().filter(|&fd| fd > 2).collect(),
+        None => (3..crate::lab::limits::Limits::raise_nofile().min(1 << 20) as i32).collect(),
+    };
+    for fd in numbers {
         // SAFETY: the table is ours alone now; closing a copy leaves the process's table as it is.
         unsafe { libc::close(fd) };
     }

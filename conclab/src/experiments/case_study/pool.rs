@@ -344,7 +344,7 @@ impl Report for ConnectionPoolReport {
         {
             let bound = n as f64 / ((p.service_ms as f64 + 1.0) / 1e3);
             let limited = small.throughput_per_s <= 1.5 * bound;
-            let f = if limited { Finding::clear } else { Finding::unclear };
+            let f = if limited { Finding::clear } else { Finding::note };
             out.push(f(format!(
                 "a pool of {n} served {}/s: with each request holding its connection for about the service time \
                  ({} ms, about {} ms with the timer's rounding), {} at most about {}/s (Little's \

@@ -218,7 +218,8 @@ struct Measured {
 /// One point. The client's runtime may run on a descriptor table of its own, where the
 /// server's descriptors mean nothing: so the server is owned by a "stopper" thread on the
 /// process's table, which shuts it down when the client says so — with its connections
-/// still open — or, on a timeout or a panic, when the client's body is dropped.
+/// still open — or, on a timeout or a panic, when the client's body is dropped (or stuck
+/// past its limit).
 fn point(kind: ServerKind, c: usize, p: &ServerScaling) -> Result<ScalingRow, LabError> {
     let threads_before = crate::lab::machine::thread_count();
     let fds_before = load::open_fds();
@@ -230,11 +231,17 @@ fn point(kind: ServerKind, c: usize, p: &ServerScaling) -> Result<ScalingRow, La
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<ShutdownReport>();
     let owned = server.clone();
+    let one = ServerScaling { connections: vec![c], servers: vec![kind], ..p.clone() };
+    let limit = one.estimate() * 10 + STEP_TIMEOUT * 4 + Duration::from_secs(10);
+    let client = if crate::lab::os::own_fd_tables_work() { Rt::multi(2).own_fd_table() } else { Rt::multi(2) };
+    // A body that blocks past its limit is detached by `rt::run` still holding `go_tx`: the
+    // stopper waits no longer than `rt::run` does, then shuts the server down anyway.
+    let stop_anyway = limit + client.grace + Duration::from_secs(1);
     let stopper = std::thread::Builder::new()
         .name("scaling-stopper".into())
         .spawn(move || {
-            // Err: the client's body was dropped without asking; stop the server anyway.
-            let _ = go_rx.recv();
+            // Err: the client's body was dropped without asking, or is stuck; stop the server anyway.
+            let _ = go_rx.recv_timeout(stop_anyway);
             let taken = owned.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(s) = taken {
                 let _ = done_tx.send(s.shutdown(DRAIN));
@@ -247,8 +254,6 @@ fn point(kind: ServerKind, c: usize, p: &ServerScaling) -> Result<ScalingRow, La
         g.as_ref().map_or((0, 0), |s| (s.connections(), s.threads()))
     };
     let per_conn = (p.requests / c).max(MIN_PER_CONN);
-    let one = ServerScaling { connections: vec![c], servers: vec![kind], ..p.clone() };
-    let limit = one.estimate() * 10 + STEP_TIMEOUT * 4 + Duration::from_secs(10);
     let until = Instant::now() + one.estimate() * 5 + Duration::from_secs(5);
     trim_heap();
     let body = move || async move {
@@ -270,7 +275,6 @@ fn point(kind: ServerKind, c: usize, p: &ServerScaling) -> Result<ScalingRow, La
         Ok::<_, String>(Measured { held, server_threads, rss_growth_kib, setup, setup_ms, load, shutdown })
     };
     let what = format!("{kind} server, {c} connections");
-    let client = if crate::lab::os::own_fd_tables_work() { Rt::multi(2).own_fd_table() } else { Rt::multi(2) };
     let m = rt::run(client.timeout(limit), body);
     if stopper.join().is_err() {
         return Err(RunError::new(what, "the server's stopper thread panicked").into());
@@ -398,9 +402,9 @@ impl Report for ServerScalingReport {
             } else if bt > 1.5 * bk.max(1.0) {
                 Some(Finding::clear(format!(
                     "at {c} connections the process grew by {} per connection with a thread each and {} with a task \
-                     each ({}×): a thread costs its stack pages it touched (of a {} KiB reservation), the thread's \
-                     descriptor and TLS, and kernel memory (its kernel stack, not counted here); a task costs its \
-                     future and the 1 KiB read buffer, both on the heap",
+                     each ({}×): a thread costs the stack pages it touched (of a {} KiB reservation), glibc's thread \
+                     block (its descriptor and TLS), and kernel memory (its kernel stack, not counted here); a task \
+                     costs its future and the 1 KiB read buffer, both on the heap",
                     kib(bt),
                     kib(bk),
                     fmt_num(bt / bk.max(1.0)),
@@ -425,42 +429,85 @@ impl Report for ServerScalingReport {
             out.extend(text);
             out.push(Finding::note(format!(
                 "server threads at {c} connections: {} for the thread server (one per connection and the accept \
-                 thread), {} for tokio ({} workers, the thread that drives the runtime and the one that started it)",
+                 thread), {} for tokio ({} workers, the thread whose block_on runs the accept loop, and the idle thread that \
+                 started it: workers + 2 by construction, whatever the connections)",
                 t.server_threads, k.server_threads, p.workers
             )));
-            // 3. Tail latency at that count.
+            // 3. Tail latency at that count: one run, so the text names what it saw and offers
+            // a likely reason, and calls it clear only when the median agrees with the tail.
             let (pt, pk) = (t.load.p99_us, k.load.p99_us);
             if pt > 0.0 && pk > 0.0 {
-                let (lo_name, lo, hi_name, hi) = if pt < pk {
-                    ("thread per connection", pt, "tokio tasks", pk)
+                let tokio_lower = pk < pt;
+                let (lo_name, lo, lo50, hi_name, hi, hi50) = if tokio_lower {
+                    ("tokio tasks", pk, k.load.p50_us, "thread per connection", pt, t.load.p50_us)
                 } else {
-                    ("tokio tasks", pk, "thread per connection", pt)
+                    ("thread per connection", pt, t.load.p50_us, "tokio tasks", pk, k.load.p50_us)
                 };
-                let clear = hi > 1.3 * lo;
-                let why = if !clear {
+                let apart = hi > 1.3 * lo;
+                let median_agrees = lo50 <= hi50;
+                let clear = apart && median_agrees;
+                let why = if !apart {
                     String::new()
-                } else if pk < pt {
+                } else if !median_agrees && tokio_lower {
                     format!(
-                        "with {c} threads ready at once the kernel switches between them (a context switch each), \
-                         while tokio's {} worker(s) poll ready tasks in a loop, one epoll wake-up for many sockets",
+                        " — and the thread server the lower median ({} against {}): neither is simply faster. \
+                         One likely reason: the kernel runs a freshly woken thread soon (it has used little CPU \
+                         lately), so most requests are answered at once while some threads wait behind thousands \
+                         of others — unfair service, a long tail; tokio's {} worker(s) serve ready tasks in turn, \
+                         so every request waits about one round: a higher median, a shorter tail",
+                        fmt_us(hi50),
+                        fmt_us(lo50),
+                        p.workers
+                    )
+                } else if !median_agrees {
+                    format!(
+                        " — but the medians point the other way ({lo_name} {}, {hi_name} {}): neither is simply \
+                         faster; run it again before you read more into it",
+                        fmt_us(lo50),
+                        fmt_us(hi50)
+                    )
+                } else if tokio_lower {
+                    format!(
+                        " (medians: {lo_name} {}, {hi_name} {}). One likely reason: with {c} threads ready at once the kernel \
+                         switches between them (a context switch each), while tokio's {} worker(s) poll ready \
+                         tasks in a loop, one epoll wake-up for many sockets",
+                        fmt_us(lo50),
+                        fmt_us(hi50),
                         p.workers
                     )
                 } else {
                     format!(
-                        "here blocking threads answered sooner: each ready thread runs its short echo straight \
+                        " (medians: {lo_name} {}, {hi_name} {}). One likely reason: each ready thread runs its short echo straight \
                          away, while tokio's {} worker(s) pass every request through the reactor (epoll events, \
-                         wakers, task queues) — for a tiny echo on few cores that bookkeeping can cost more than the \
-                         kernel's thread switches",
+                         wakers, task queues) — for a tiny echo on few cores that bookkeeping can cost more than \
+                         the kernel's thread switches",
+                        fmt_us(lo50),
+                        fmt_us(hi50),
                         p.workers
                     )
                 };
-                let f = if clear { Finding::clear } else { Finding::unclear };
+                // Apart but with the medians the other way: the text says why it is not clear.
+                let f = if clear {
+                    Finding::clear
+                } else if apart {
+                    Finding::note
+                } else {
+                    Finding::unclear
+                };
                 out.push(f(format!(
-                    "p99 latency at {c} connections: {lo_name} {}, {hi_name} {} ({}×){}{why}",
+                    "p99 latency at {c} connections in this run: {lo_name} {}, {hi_name} {} ({}×){}{why}",
                     fmt_us(lo),
                     fmt_us(hi),
                     fmt_num(hi / lo),
-                    if clear { ": " } else { "" }
+                    if apart {
+                        String::new()
+                    } else {
+                        format!(
+                            " — not clearly apart (medians: {lo_name} {}, {hi_name} {})",
+                            fmt_us(lo50),
+                            fmt_us(hi50)
+                        )
+                    }
                 )));
             }
         }
@@ -481,41 +528,58 @@ impl Report for ServerScalingReport {
                 }
             }
         }
-        // 4. Closed-loop latency is queueing: Little's law, N = throughput × mean latency.
+        // 4. Closed-loop latency is queueing. Little's law: mean in flight = throughput × mean
+        // round trip. In a closed loop it is at most the connections (one request out on each),
+        // so the check is how near that bound the run stayed, not whether the law holds.
         for &kind in &p.servers {
             let rows: Vec<&ScalingRow> = self.rows_of(kind).into_iter().filter(|r| r.load.requests > 0).collect();
             if let (Some(first), Some(last)) = (rows.first(), rows.last())
                 && last.connections >= 10 * first.connections
             {
-                let round = last.load.connections as f64 / last.load.throughput_per_s.max(1e-9) * 1e6;
-                let grew = last.load.p50_us > 2.0 * first.load.p50_us;
-                let ratio = last.load.mean_us / round.max(1e-9);
-                let near = (0.75..=1.25).contains(&ratio);
-                let f = if near { Finding::clear } else { Finding::note };
+                let c = last.load.connections.max(1) as f64;
+                let in_flight = last.load.throughput_per_s * last.load.mean_us / 1e6;
+                let share = in_flight / c;
+                let busy = share >= 0.75;
+                let more = last.load.throughput_per_s / first.load.throughput_per_s.max(1e-9);
+                let gain = if more >= 1.3 {
+                    format!(
+                        "{}× the connections brought {}× the throughput and longer waits",
+                        fmt_num(last.connections as f64 / first.connections.max(1) as f64),
+                        fmt_num(more)
+                    )
+                } else {
+                    "more connections brought longer waits, not more throughput".to_string()
+                };
+                let f = if busy { Finding::clear } else { Finding::note };
                 out.push(f(format!(
-                    "{}: the median round trip {} from {} at {} connections to {} at {}. With one request out on \
-                     each of {} connections, Little's law says the mean round trip is connections ÷ throughput = \
-                     {}; the measured mean was {} ({}%){}",
+                    "{}: from {} to {} connections the median round trip went from {} to {} and the throughput from \
+                     {}/s to {}/s. Little's law at {}: mean in flight = throughput × mean round trip = {}/s × {} = \
+                     {} requests, of {} connections ({}%){}",
                     kind.label(),
-                    if grew { "grew" } else { "went" },
-                    fmt_us(first.load.p50_us),
                     first.connections,
+                    last.connections,
+                    fmt_us(first.load.p50_us),
                     fmt_us(last.load.p50_us),
+                    fmt_num(first.load.throughput_per_s),
+                    fmt_num(last.load.throughput_per_s),
                     last.connections,
-                    last.connections,
-                    fmt_us(round),
+                    fmt_num(last.load.throughput_per_s),
                     fmt_us(last.load.mean_us),
-                    fmt_num(ratio * 100.0),
-                    if near {
-                        ": in a closed loop a request's latency is mostly its wait behind the others' requests \
-                         (queueing), not slower service — more connections, longer waits, the same throughput"
-                    } else if ratio < 1.0 {
-                        ": below it — not every connection had a request out the whole time: connections that got \
-                         through their share early sat idle while the slowest finished theirs (a p99 far above the \
-                         median shows such unfair service), or the client spent time between requests"
+                    fmt_num(in_flight),
+                    last.load.connections,
+                    fmt_num(share * 100.0),
+                    if busy {
+                        format!(
+                            ": most connections had a request out most of the time, so a request's round trip is \
+                             mostly its wait behind the other connections' requests (queueing), not slower service \
+                             — {gain}"
+                        )
                     } else {
-                        ": above it, which the law does not allow when both are measured over the same window — \
-                         requests that waited for a timeout, or errors (see the table), count in the mean"
+                        ": fewer than one per connection — not every connection had a request out the whole time: \
+                         connections that got through their share early sat idle while the slowest finished theirs \
+                         (a p99 far above the median shows such unfair service), or the client spent time between \
+                         requests"
+                            .to_string()
                     }
                 )));
             }
@@ -545,11 +609,14 @@ impl Report for ServerScalingReport {
             .collect();
         out.push(if left.is_empty() {
             Finding::note(if points == 1 {
-                "no thread or descriptor was left after the run (process counts compared before and after)".to_string()
+                "no thread was left after the run, and no descriptor in the server's table (the process's; the \
+                 client's table ends with its runtime's threads)"
+                    .to_string()
             } else {
                 format!(
-                    "no thread or descriptor was left after any of the {points} points (process counts compared \
-                     before and after each)"
+                    "no thread was left after any of the {points} points, and no descriptor in the server's table \
+                     (the process's, compared before and after each; the client's table ends with its runtime's \
+                     threads)"
                 )
             })
         } else {
@@ -624,7 +691,7 @@ impl Report for ServerScalingReport {
             "Memory: growth of the process's VmRSS from before the connects to when every connection had answered \
              once, ÷ connections; it includes the client side (the same for both). Points under {MEMORY_MIN_CONNS} \
              connections are left out of it (a page is a large part of their total). Thread stacks: {} KiB reserved \
-             each; tokio: {} workers.",
+             each; tokio: {} workers, plus the thread running the accept loop and the one that started it.",
             p.stack_kib, p.workers
         ));
         vec![mark_busy(lat, &self.load), mark_busy(cost, &self.load)]
