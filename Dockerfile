@@ -54,6 +54,7 @@ WORKDIR /home/${NB_USER}/lab
 #    the `rust` kernel, exactly as on a native machine.
 COPY --chown=${NB_USER}:${NB_USER} scripts/ scripts/
 COPY --chown=${NB_USER}:${NB_USER} tools/requirements.txt tools/
+COPY --chown=${NB_USER}:${NB_USER} tools/papermill-rust/ tools/papermill-rust/
 COPY --chown=${NB_USER}:${NB_USER} evcxr/ evcxr/
 # evcxr_jupyter's unpacked dependency sources are not needed once it is built (~200 MB).
 RUN scripts/setup.sh \

@@ -25,11 +25,14 @@ if [ "$(printf '%s\n%s\n' "$RUST_VERSION" "$rustc_v" | sort -V | head -1)" != "$
 fi
 
 # 2. Python tools, pinned; skipped when the venv already has exactly this set.
-want="$(python3 -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' tools/requirements.txt)"
+#    With them, the papermill translator for the `rust` kernel (tools/papermill-rust),
+#    installed editable: `papermill -k rust -p name value` sets a notebook's typed parameters.
+want="$(cat tools/requirements.txt tools/papermill-rust/pyproject.toml | python3 -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')"
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
   say "creating $venv with the pinned Python tools (first time: about a minute)"
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r tools/requirements.txt
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input --no-deps -e tools/papermill-rust
   echo "$want" > "$venv/.requirements.sha256"
 fi
 

@@ -75,17 +75,33 @@ def test_a_main_figure_needs_findings():
 
 
 def test_parameters_are_applied_in_their_cells():
-    nb = nbformat.v4.new_notebook(cells=[
-        cell(["parameters"], param_sets={"quick": "let n = 1;", "big": "let n = 9;"}),
-        new_code_cell("run(n)"),
-    ])
-    assert inject_parameters(nb, "big") == 1
-    assert len(nb.cells) == 2 and nb.cells[1].source == "run(n)"
+    first = cell(["parameters"], param_sets={"quick": {"n": 1}, "big": {"n": 9, "m": [2, 3]}})
+    first.source = "// how many\nlet n: usize = 4;"
+    second = cell(["parameters"], param_sets={"quick": {}, "big": {"m": [5]}})
+    second.source = "let m: Vec<f64> = vec![1.0];"
+    nb = nbformat.v4.new_notebook(cells=[first, new_code_cell("run(n)"), second])
+    assert inject_parameters(nb, "big") == 2
+    assert len(nb.cells) == 3 and nb.cells[1].source == "run(n)"
     lines = nb.cells[0].source.splitlines()
-    assert lines[0] == "x" and lines[-1] == "let n = 9;", lines
+    assert lines[1] == "let n: usize = 4;" and lines[-1] == "let n: usize = 9;", lines
+    # A set's value for a later cell's parameter goes to that cell (the later set wins).
+    assert nb.cells[2].source.splitlines()[-1] == "let m: Vec<f64> = vec![5.0];", nb.cells[2].source
     assert nb.cells[0].metadata["tags"] == ["parameters"]
-    nb2 = nbformat.v4.new_notebook(cells=[cell(["parameters"], param_sets={"quick": "q"})])
+    nb2 = nbformat.v4.new_notebook(cells=[cell(["parameters"], param_sets={"quick": {}})])
     assert inject_parameters(nb2, "default") == 0 and len(nb2.cells) == 1
+
+
+def test_a_param_set_with_a_wrong_name_or_type_is_refused():
+    import pytest
+    from nbtools import conclab_papermill
+    c = cell(["parameters"], param_sets={"bad": {"threads": 2}, "worse": {"n": -1}})
+    c.source = "let n: usize = 4;"
+    nb = nbformat.v4.new_notebook(cells=[c])
+    with pytest.raises(conclab_papermill.ParameterError, match="no parameter 'threads'"):
+        inject_parameters(nb, "bad")
+    with pytest.raises(conclab_papermill.ParameterError, match="usize"):
+        inject_parameters(nb, "worse")
+    assert nb.cells[0].source == "let n: usize = 4;", "nothing is applied when a value is refused"
 
 
 def test_param_error_must_name_the_expected_parameter():
@@ -104,7 +120,7 @@ def test_cells_are_numbered_as_committed():
     from test_notebooks import committed_numbers
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell("m"),
-        cell(["parameters"], param_sets={"quick": "q"}),
+        cell(["parameters"], param_sets={"quick": {}}),
         new_code_cell("run"),
     ])
     inject_parameters(nb, "quick")
