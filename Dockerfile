@@ -71,7 +71,7 @@ RUN scripts/setup.sh \
 
 EXPOSE 8888
 # No arguments: JupyterLab on notebooks/00-index.ipynb, 0.0.0.0:8888 inside the container,
-# with a token (JUPYTER_TOKEN to choose it). Arguments (Binder's `jupyter notebook ...`,
+# with a token (JUPYTER_TOKEN to choose it). Arguments (Binder's `jupyterhub-singleuser ...`,
 # `bash`) run as given with the lab's venv first on PATH; arguments that start with `-`
 # go to `jupyter lab`.
 ENTRYPOINT ["/home/jovyan/lab/scripts/docker-start.sh"]

@@ -6,7 +6,7 @@
 #                         one printed in the log, or JUPYTER_TOKEN when set
 #   -x ...                the same, with these extra `jupyter lab` options
 #   CMD ARGS...           runs CMD with the lab's venv first on PATH, e.g. Binder's
-#                         `jupyter notebook --ip 0.0.0.0 ...`, or `bash`
+#                         `jupyterhub-singleuser ...` (tests/test_binder.py), or `bash`
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${CONCLAB_VENV:-$root/.venv}"
