@@ -56,6 +56,24 @@ done
       echo "![$name]($file)"
       echo
     done
+    # The run's findings, as the CLI printed them (NAME.json keeps them).
+    if [ -f "$out/$name.json" ]; then
+      python3 - "$out/$name.json" <<'PY'
+import json, sys
+try:
+    found = json.load(open(sys.argv[1])).get("findings") or []
+except (OSError, ValueError):
+    found = []
+if found:
+    print("What this run showed:\n")
+    for f in found:
+        text = f.get("text", "") if isinstance(f, dict) else str(f)
+        if isinstance(f, dict) and str(f.get("sure", "")).lower() == "unclear":
+            text += " (not clear: the spreads overlap, or too few samples to tell)"
+        print(f"- {text}")
+    print()
+PY
+    fi
   done
 } > "$out/README.md"
 echo "wrote $out/README.md"

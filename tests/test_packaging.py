@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import nbformat
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -386,3 +387,24 @@ def test_reference_figure_script_can_run_some_and_still_lists_all(tmp_path):
     assert "== alpha" not in r.stdout and "== beta-two" in r.stdout
     readme = (out / "README.md").read_text()
     assert "(alpha.svg)" in readme and "(beta-two.svg)" in readme
+
+
+def test_the_gallery_shows_every_experiment_with_its_findings_and_overlay_data():
+    figs = ROOT / "docs" / "figures"
+    readme = (figs / "README.md").read_text()
+    # Every experiment the crate registers (`Experiment::new("name", …)`).
+    src = "\n".join(p.read_text() for p in (ROOT / "conclab" / "src" / "experiments").rglob("*.rs"))
+    names = sorted(set(re.findall(r'Experiment::new\(\s*"([a-z0-9-]+)"', src)))
+    assert len(names) > 40, names
+    for name in names:
+        assert f"## `{name}`" in readme, f"docs/figures/README.md does not show {name}: run `make figures`"
+        saved = json.loads((figs / f"{name}.json").read_text())
+        assert "figures" in saved and saved["findings"], f"{name}.json predates the overlay data: run `make figures`"
+    assert readme.count("What this run showed:") == len(names)
+
+
+def test_the_overlay_is_drawn_in_the_notebooks_main_comparisons():
+    cells = "\n".join(c.source for p in sorted((ROOT / "notebooks").glob("*.ipynb"))
+                      for c in nbformat.read(p, as_version=4).cells if c.cell_type == "code")
+    for name in ("spawn-cost", "ping-pong", "scaling", "why-async"):
+        assert f'.with_reference("{name}")' in cells, name

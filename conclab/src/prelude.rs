@@ -127,7 +127,7 @@ pub use crate::experiments::tokio_rt::tuning::{
 pub use crate::lab::rt::{self, Rt, RtError, SpanRecorder, StartGate, ms, run_paused};
 pub use crate::lab::{
     Figure, LabError, Legend, MachineCard, ParamError, Point, Report, ReportResult, Rich, RunError, Sampling, Scale,
-    Series, Stats, Style, Table, Verdict, cores, one_line_panics,
+    Series, Stats, Style, Table, Verdict, WithReference, cores, one_line_panics,
 };
 #[cfg(feature = "async_basics")]
 pub use crate::primitives::executor::{

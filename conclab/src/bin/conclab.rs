@@ -130,16 +130,18 @@ fn run(args: &[String]) -> Result<(), Stop> {
         }
     }
     let Some(dir) = out else { return Ok(()) };
+    let mut figures = report.figures();
+    // `figures`: each line chart's series, for `Figure::with_reference` in the notebooks.
     let json = serde_json::json!({
         "experiment": exp.name,
         "notebook": exp.notebook,
         "params": pairs.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
         "machine": serde_json::to_value(MachineCard::current()).unwrap_or_default(),
         "findings": serde_json::to_value(&findings).unwrap_or_default(),
+        "figures": conclab::lab::figure::reference::figures_json(&figures),
         "report": report.to_json(),
     });
     let mut files = vec![(format!("{}.json", exp.name), serde_json::to_string_pretty(&json).unwrap_or_default())];
-    let mut figures = report.figures();
     if let Some(main) = figures.first_mut() {
         *main = main.clone().findings(&findings);
     }

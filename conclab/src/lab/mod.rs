@@ -35,6 +35,6 @@ pub use findings::{Finding, Sure};
 pub use machine::{MachineCard, cores, pin_current_thread, thread_count, usable_cpus};
 pub use noise::{Load, LoadProbe};
 pub use panics::one_line_panics;
-pub use report::{Report, ReportResult, Rich, ToJson};
+pub use report::{Report, ReportResult, Rich, ToJson, WithReference};
 pub use table::Table;
 pub use timing::{Sampling, Stats};

@@ -76,6 +76,19 @@ impl<R: Report> ReportResult for Result<R, LabError> {
     }
 }
 
+/// `r.figure().with_reference("spawn-cost")` in a cell: the figure with the reference
+/// machine's run of that experiment drawn faded behind it ([`Figure::with_reference`]);
+/// an error box stays an error box.
+pub trait WithReference {
+    fn with_reference(self, experiment: &str) -> Self;
+}
+
+impl WithReference for Result<Figure, LabError> {
+    fn with_reference(self, experiment: &str) -> Self {
+        self.map(|f| f.with_reference(experiment))
+    }
+}
+
 /// Values that show themselves in a notebook cell (evcxr calls `evcxr_display` on a
 /// cell's final expression). In scope through the prelude, so a cell can end in a
 /// `Result<Figure, ParamError>` and show whichever it holds.

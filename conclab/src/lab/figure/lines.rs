@@ -53,6 +53,10 @@ pub enum Style {
     Ideal,
     /// A fitted model: thin line without markers.
     Fit,
+    /// Another machine's run of the same experiment ([`crate::lab::Figure::with_reference`]):
+    /// a faded line with small markers, in the colour of the series it is named after
+    /// (`"<series> · <machine>"`).
+    Reference,
 }
 
 /// A named line series.
@@ -104,7 +108,7 @@ impl Lines {
         (xs, ys)
     }
 
-    /// Colour per series: measured and fitted series take palette colours in order of
+    /// Colour per series (a reference series: its base series' colour, faded): measured and fitted series take palette colours in order of
     /// their names' first appearance (a name repeated in another panel keeps its colour),
     /// ideal lines are grey.
     pub(crate) fn colors(&self) -> Vec<RGBColor> {
@@ -113,6 +117,14 @@ impl Lines {
             .iter()
             .map(|s| match s.style {
                 Style::Ideal => GREY,
+                Style::Reference => {
+                    let base = s.name.split(" · ").next().unwrap_or(&s.name);
+                    let k = names.iter().position(|n| *n == base).unwrap_or_else(|| {
+                        names.push(base);
+                        names.len() - 1
+                    });
+                    faded(color(k))
+                }
                 _ => {
                     let k = names.iter().position(|n| *n == s.name).unwrap_or_else(|| {
                         names.push(&s.name);
@@ -147,7 +159,7 @@ impl Lines {
                 name: s.name.clone(),
                 swatch: match s.style {
                     Style::Ideal => Swatch::Line { color: c, width: 2, dashed: true },
-                    Style::Fit => Swatch::Line { color: c, width: 2, dashed: false },
+                    Style::Fit | Style::Reference => Swatch::Line { color: c, width: 2, dashed: false },
                     Style::Measured | Style::ErrorBars => Swatch::Marked(c),
                 },
             })
@@ -221,6 +233,10 @@ impl Lines {
                 Style::Fit => {
                     chart.draw_series(LineSeries::new(xy, c.stroke_width(2)))?;
                 }
+                Style::Reference => {
+                    chart.draw_series(LineSeries::new(xy.clone(), c.stroke_width(2)))?;
+                    chart.draw_series(xy.iter().map(|p| Circle::new(*p, 2, c.filled())))?;
+                }
                 Style::Measured | Style::ErrorBars => {
                     // (x, lo, hi) where the point carries a spread
                     let spread: Vec<(f64, f64, f64)> = pts.iter().filter_map(|p| Some((p.0, p.2?, p.3?))).collect();
@@ -258,4 +274,10 @@ impl Lines {
             let _ = writeln!(s, "  (log scale on {})", log.join(" and "));
         }
     }
+}
+
+/// A colour mixed 60 % towards white: a reference run drawn behind the reader's own.
+fn faded(c: RGBColor) -> RGBColor {
+    let f = |v: u8| (v as f64 + (255.0 - v as f64) * 0.6).round() as u8;
+    RGBColor(f(c.0), f(c.1), f(c.2))
 }

@@ -18,6 +18,7 @@ pub mod histogram;
 pub mod legend;
 pub mod lines;
 mod output;
+pub mod reference;
 mod text;
 pub mod timeline;
 

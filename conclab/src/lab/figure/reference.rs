@@ -1,0 +1,206 @@
+//! Your run next to a reference machine's. `conclab run NAME --out DIR` saves, beside the
+//! report, the data of every line chart it drew ([`figures_json`]); the reference set in
+//! `docs/figures/` is made that way (`make figures`). [`Figure::with_reference`] reads the
+//! same experiment's file there and draws its lines faded behind the reader's own, named
+//! after the series they repeat and the machine that made them (`"tokio tasks · 2-CPU
+//! AMD EPYC"`), with a note that says where they come from and with which parameters.
+//!
+//! Only line charts are overlaid (bars, histograms and timelines would hide each other);
+//! a figure of another kind, or one the reference file does not have, gets a note saying
+//! so instead. A second reference set (a bigger machine) is a second folder:
+//! [`Figure::with_reference_from`].
+
+use super::{Figure, Plot, Point, Series, Style};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+/// Where the committed reference set lives: `docs/figures` of this checkout, or the
+/// folder named by `CONCLAB_REFERENCE_DIR`.
+pub fn reference_dir() -> PathBuf {
+    std::env::var_os("CONCLAB_REFERENCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("docs").join("figures"))
+}
+
+fn style_name(s: Style) -> &'static str {
+    match s {
+        Style::Measured => "measured",
+        Style::ErrorBars => "error-bars",
+        Style::Ideal => "ideal",
+        Style::Fit => "fit",
+        Style::Reference => "reference",
+    }
+}
+
+/// The drawable data of each figure, for the CLI's `NAME.json`: title and kind, and for
+/// line charts every series with its points.
+pub fn figures_json(figures: &[Figure]) -> Value {
+    Value::Array(
+        figures
+            .iter()
+            .map(|f| {
+                let series = match &f.plot {
+                    Plot::Lines(l) => l
+                        .series
+                        .iter()
+                        .filter(|s| s.style != Style::Reference)
+                        .map(|s| {
+                            json!({
+                                "name": s.name,
+                                "style": style_name(s.style),
+                                "panel": s.panel,
+                                "points": s.points.iter().map(|p| [p.x, p.y]).collect::<Vec<_>>(),
+                            })
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                json!({
+                    "title": f.title,
+                    "x_label": f.x_label,
+                    "y_label": f.y_label,
+                    "kind": f.plot.kind(),
+                    "series": series,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// "2-CPU AMD EPYC": how a reference machine is named in a legend.
+fn machine_label(card: &Value) -> String {
+    let cpus = card.get("logical_cpus").and_then(Value::as_u64).unwrap_or(0);
+    let model = card.get("cpu_model").and_then(Value::as_str).unwrap_or("unknown CPU");
+    format!("{cpus}-CPU {model}")
+}
+
+impl Figure {
+    /// Draws the reference set's run of `experiment` (its `conclab list` name) faded behind
+    /// this figure's lines; see the [module docs](self). Never fails: what it cannot
+    /// overlay it says in a note.
+    pub fn with_reference(self, experiment: &str) -> Figure {
+        let dir = reference_dir();
+        self.with_reference_from(experiment, &dir)
+    }
+
+    /// [`Figure::with_reference`] from another folder of `conclab run --out` results.
+    pub fn with_reference_from(mut self, experiment: &str, dir: &Path) -> Figure {
+        let path = dir.join(format!("{experiment}.json"));
+        let saved: Option<Value> = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let Some(saved) = saved else {
+            self.notes.push(format!("No reference run of {experiment} at {} to compare with.", path.display()));
+            return self;
+        };
+        // The same title; or, for a title that states this run's result, the only figure
+        // with the same axes.
+        let text = |f: &Value, k: &str| f.get(k).and_then(Value::as_str).map(str::to_string);
+        let figs: &[Value] = saved.get("figures").and_then(Value::as_array).map_or(&[], Vec::as_slice);
+        let same_axes: Vec<&Value> = figs
+            .iter()
+            .filter(|f| {
+                text(f, "x_label").as_deref() == Some(self.x_label.as_str())
+                    && text(f, "y_label").as_deref() == Some(self.y_label.as_str())
+            })
+            .collect();
+        let found = figs
+            .iter()
+            .find(|f| text(f, "title").as_deref() == Some(self.title.as_str()))
+            .or(if same_axes.len() == 1 { Some(same_axes[0]) } else { None });
+        let label = machine_label(saved.get("machine").unwrap_or(&Value::Null));
+        let Plot::Lines(lines) = &mut self.plot else {
+            self.notes.push(format!("The reference run ({label}) is overlaid on line charts only."));
+            return self;
+        };
+        let Some(found) = found else {
+            self.notes.push(format!("The reference run of {experiment} ({label}) has no figure titled like this one."));
+            return self;
+        };
+        let mut added = 0;
+        for s in found.get("series").and_then(Value::as_array).into_iter().flatten() {
+            let style = s.get("style").and_then(Value::as_str).unwrap_or("");
+            let (Some(name), Some(points)) =
+                (s.get("name").and_then(Value::as_str), s.get("points").and_then(Value::as_array))
+            else {
+                continue;
+            };
+            if style == "ideal" || style == "reference" {
+                continue;
+            }
+            let points: Vec<Point> =
+                points.iter().filter_map(|p| Some(Point::new(p.get(0)?.as_f64()?, p.get(1)?.as_f64()?))).collect();
+            let panel = s.get("panel").and_then(Value::as_u64).unwrap_or(0) as usize;
+            let mut series = Series::new(format!("{name} · {label}"), Style::Reference, points);
+            series.panel = panel;
+            lines.series.push(series);
+            added += 1;
+        }
+        let params = saved
+            .get("params")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(&v.to_string()))).collect::<Vec<_>>())
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| "its default parameters".to_string(), |v| v.join(", "));
+        let caption = saved.get("machine").map(|_| label.clone()).unwrap_or_default();
+        self.notes.push(if added == 0 {
+            format!("The reference run of {experiment} ({caption}) has no measured line in this figure.")
+        } else {
+            format!(
+                "Faded lines: the same experiment on a reference machine ({caption}; {}), run with {params} — \
+                 compare shapes and ratios more than absolute values.",
+                path.file_name().and_then(|n| n.to_str()).unwrap_or("")
+            )
+        });
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured() -> Figure {
+        Figure::lines("Cost", "threads", "µs").series(Series::new(
+            "spawn",
+            Style::Measured,
+            vec![Point::new(1.0, 10.0), Point::new(4.0, 20.0)],
+        ))
+    }
+
+    #[test]
+    fn a_saved_run_is_drawn_faded_behind_the_readers_own() {
+        let dir = std::env::temp_dir().join(format!("conclab-ref-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let saved = json!({
+            "experiment": "demo",
+            "params": {},
+            "machine": {"logical_cpus": 16, "cpu_model": "Big Iron"},
+            "figures": figures_json(&[measured().series(Series::new("ideal", Style::Ideal, vec![Point::new(1.0, 1.0)]))]),
+        });
+        std::fs::write(dir.join("demo.json"), saved.to_string()).unwrap();
+        let f = measured().with_reference_from("demo", &dir);
+        let Plot::Lines(l) = &f.plot else { panic!("a line chart") };
+        assert_eq!(l.series.len(), 2, "the ideal line is not repeated: {:?}", l.series);
+        assert_eq!(l.series[1].name, "spawn · 16-CPU Big Iron");
+        assert_eq!(l.series[1].style, Style::Reference);
+        assert_eq!(l.series[1].points, vec![Point::new(1.0, 10.0), Point::new(4.0, 20.0)]);
+        let colors = l.colors();
+        assert_ne!(colors[0], colors[1], "faded, not the same colour");
+        assert!(f.notes.last().unwrap().contains("Faded lines"), "{:?}", f.notes);
+        assert!(f.to_svg().contains("Big Iron"));
+        // Another title, another kind, no file: a note each, never an error.
+        // A title that states the run's result: found by its axes.
+        let retitled = Figure::lines("Cost: 2× here", "threads", "µs")
+            .series(Series::new("spawn", Style::Measured, vec![Point::new(1.0, 5.0)]))
+            .with_reference_from("demo", &dir);
+        let Plot::Lines(l) = &retitled.plot else { panic!("a line chart") };
+        assert_eq!(l.series.len(), 2);
+        let other = Figure::lines("Other", "x", "y").with_reference_from("demo", &dir);
+        assert!(other.notes.last().unwrap().contains("no figure titled"), "{:?}", other.notes);
+        let bars = Figure::bars("Cost", "x", "y").with_reference_from("demo", &dir);
+        assert!(bars.notes.last().unwrap().contains("line charts only"));
+        let none = measured().with_reference_from("missing", &dir);
+        assert!(none.notes.last().unwrap().contains("No reference run"));
+        assert!(none.errors.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
