@@ -114,7 +114,8 @@ def test_binder_s_single_user_command_serves_the_lab_and_the_rust_kernel(tmp_pat
         if os.geteuid() == 0:  # Binder runs it as jovyan; a root CI must say so
             args.append("--allow-root")
         log = tmp_path / "server.log"
-        server = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        with log.open("w") as out:
+            server = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}{prefix}"
 
         def get(path: str, token: str | None = TOKEN) -> tuple[int, str]:
@@ -141,6 +142,10 @@ def test_binder_s_single_user_command_serves_the_lab_and_the_rust_kernel(tmp_pat
             assert status == 200, log.read_text()[-3000:]
             specs = json.loads(body)["kernelspecs"]
             assert "rust" in specs and specs["rust"]["spec"]["language"] == "rust", specs.keys()
+            # The notebook is there (JupyterLab's page alone would answer for any path) ...
+            status, body = get("api/contents/notebooks/00-index.ipynb?content=0")
+            assert status == 200 and json.loads(body)["type"] == "notebook", status
+            # ... and JupyterLab serves the page Binder's link opens.
             status, page = get("lab/tree/notebooks/00-index.ipynb")
             assert status == 200 and "jupyter-config-data" in page, status
             # Without the hub's token nothing but the version is served.

@@ -31,6 +31,8 @@ def papermill(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
     ("a \"b\"", "String", '"a \\"b\\"".to_string()'), ("x", "&str", '"x"'),
     ([1, 4, 16], "Vec<usize>", "vec![1, 4, 16]"), ("1,4", "Vec<usize>", "vec![1, 4]"),
     ([0.5, 2], "Vec<f64>", "vec![0.5, 2.0]"), ([], "Vec<u64>", "vec![]"),
+    ("9007199254740993.0", "u64", "9007199254740993"), (42, "String", '"42".to_string()'),
+    ("a\tb\r", "&'static str", '"a\\tb\\r"'), ([[1], [2, 3]], "Vec<Vec<u8>>", "vec![vec![1], vec![2, 3]]"),
 ])
 def test_values_become_typed_rust(value, rust_type, expect):
     assert cp.literal(value, rust_type) == expect
@@ -38,13 +40,30 @@ def test_values_become_typed_rust(value, rust_type, expect):
 
 @pytest.mark.parametrize("value, rust_type, says", [
     (8.5, "usize", "whole number"), (-1, "u64", "0..="), (256, "u8", "0..=255"), ("eight", "usize", "whole"),
-    (True, "usize", "whole"), ("nan", "f64", "finite"), ("yes", "bool", "true or false"), (3, "String", "string"),
+    (True, "usize", "whole"), ("nan", "f64", "finite"), ("yes", "bool", "true or false"), ([3], "String", "string"),
     ([1, -2], "Vec<usize>", "'p[1]'"), (5, "Vec<usize>", "list"), (1, "Option<u8>", "cannot set"),
+    (1e39, "f32", "f32's range"), ("[[1,2],[3]]", "Vec<Vec<u8>>", "list of lists"),
 ])
 def test_values_that_do_not_fit_are_refused_with_the_type(value, rust_type, says):
     with pytest.raises(cp.ParameterError, match=None) as e:
         cp.literal(value, rust_type, "p")
     assert says in str(e.value), str(e.value)
+
+
+def test_applied_values_keep_mut_and_the_type_as_written_and_two_cells_may_not_share_a_name():
+    cell = nbformat.v4.new_code_cell("// n\nlet mut s: &'static str = \"a\";\nlet bad = 3;",
+                                     metadata={"tags": ["parameters"]})
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    assert cp.apply(nb, {"s": "b"}) == ["let mut s: &'static str = \"b\";"]
+    with pytest.raises(cp.ParameterError, match="not `let name: Type = value;` on one line: let bad = 3;"):
+        cp.apply(nb, {"bad": 4})
+    # A second application shadows the first; its comment is not help text.
+    cp.apply(nb, {"s": "c"})
+    assert cp.declared(nb)["s"].help == "n" and nb.cells[0].source.endswith('let mut s: &\'static str = "c";')
+    twice = nbformat.v4.new_code_cell("let s: u8 = 1;", metadata={"tags": ["parameters"]})
+    nb.cells.append(twice)
+    with pytest.raises(cp.ParameterError, match="two parameters cells"):
+        cp.declared(nb)
 
 
 def test_declarations_read_types_defaults_and_help():

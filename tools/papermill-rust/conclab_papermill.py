@@ -27,8 +27,11 @@ import difflib
 import math
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 
-LET = re.compile(r"^\s*let\s+(?:mut\s+)?([A-Za-z_]\w*)\s*:\s*(.+?)\s*=\s*(.+?);\s*(?://.*)?$")
+LET = re.compile(r"^\s*let\s+(mut\s+)?([A-Za-z_]\w*)\s*:\s*(.+?)\s*=\s*(.+?);\s*(?://.*)?$")
+# Comments the translator and the harness write above the lines they append: not help text.
+APPLIED = ("injected by papermill", "parameter set ")
 INTS = {
     "u8": (0, 2**8 - 1), "u16": (0, 2**16 - 1), "u32": (0, 2**32 - 1), "u64": (0, 2**64 - 1),
     "usize": (0, 2**64 - 1), "i8": (-(2**7), 2**7 - 1), "i16": (-(2**15), 2**15 - 1),
@@ -44,10 +47,11 @@ class ParameterError(ValueError):
 @dataclass
 class Declared:
     name: str
-    rust_type: str
+    rust_type: str  # as written in the cell
     default: str
     help: str
     cell: int
+    mutable: bool = False
 
 
 def parameter_cells(nb) -> list[int]:
@@ -63,34 +67,52 @@ def declarations(source: str, cell: int = 0) -> list[Declared]:
         if s.startswith("//"):
             # A comment after a `let` starts the next group's help; one above several `let`s
             # describes them all.
-            comments = ([] if after_let else comments) + [s.lstrip("/").strip()]
+            text = s.lstrip("/").strip()
+            comments = [] if after_let or text.startswith(APPLIED) else comments
+            if not text.startswith(APPLIED):
+                comments.append(text)
             after_let = False
             continue
         m = LET.match(line)
         if m:
-            out.append(Declared(m.group(1), m.group(2).replace(" ", ""), m.group(3), " ".join(comments), cell))
+            out.append(Declared(m.group(2), m.group(3).strip(), m.group(4), " ".join(comments), cell, bool(m.group(1))))
             after_let = True
         elif not s:
             comments, after_let = [], False
     return out
 
 
+def unreadable(source: str) -> list[str]:
+    """`let` lines of a parameters cell that are not `let name: Type = value;` on one line."""
+    return [line.strip() for line in source.splitlines() if re.match(r"\s*let\b", line) and not LET.match(line)]
+
+
 def declared(nb) -> dict[str, Declared]:
-    """Every parameter of a notebook by name; a later declaration of a name wins, as in the kernel."""
+    """Every parameter of a notebook by name. Within a cell a later `let` of a name shadows
+    an earlier one (that is how values are applied); two cells declaring one name would
+    make "the cell that declares it" ambiguous, and are refused."""
     out: dict[str, Declared] = {}
     for i in parameter_cells(nb):
         for d in declarations(nb.cells[i].source, i):
+            if d.name in out:
+                if out[d.name].cell != i:
+                    raise ParameterError(f"parameter {d.name!r} is declared in two parameters cells "
+                                         f"({out[d.name].cell} and {i}); each name may have one")
+                continue  # an applied value: the declaration keeps its default and help
             out[d.name] = d
     return out
 
 
 def _number(value, want_int: bool):
-    """An int or float from a JSON/YAML value or a string (`papermill -r` passes strings)."""
+    """An int or float from a JSON/YAML value or a string (`papermill -r` passes strings);
+    whole numbers written as text stay exact (`9007199254740993.0` is not rounded)."""
     if isinstance(value, bool):
         raise TypeError
     if isinstance(value, str):
         text = value.strip().replace("_", "")
-        return int(text) if want_int and re.fullmatch(r"[+-]?\d+", text) else float(text)
+        if want_int and re.fullmatch(r"[+-]?\d+(\.0*)?", text):
+            return int(Decimal(text))
+        return float(text)
     if isinstance(value, (int, float)):
         return value
     raise TypeError
@@ -98,7 +120,8 @@ def _number(value, want_int: bool):
 
 def literal(value, rust_type: str, name: str = "value") -> str:
     """`value` as a Rust expression of type `rust_type`; ParameterError if it does not fit."""
-    t = rust_type.replace(" ", "")
+    t = re.sub(r"\s+", "", rust_type)
+    t = t.replace("&'static", "&'static ").replace("&'static str", "&str")
 
     def refuse(what: str) -> ParameterError:
         return ParameterError(f"parameter {name!r} is a {t}: {value!r} is not {what}")
@@ -123,6 +146,8 @@ def literal(value, rust_type: str, name: str = "value") -> str:
             raise refuse("a number") from None
         if not math.isfinite(v):
             raise refuse("a finite number")
+        if t == "f32" and abs(v) > 3.4028235e38:
+            raise refuse("within f32's range (±3.4e38)")
         text = repr(v)
         return text if any(c in text for c in ".e") else f"{text}.0"
     if t == "bool":
@@ -131,15 +156,21 @@ def literal(value, rust_type: str, name: str = "value") -> str:
         if isinstance(value, str) and value.strip().lower() in ("true", "false"):
             return value.strip().lower()
         raise refuse("true or false")
-    if t in ("String", "&str", "&'staticstr"):
+    if t in ("String", "&str"):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)  # `papermill -p name 42` parses 42 as a number
         if not isinstance(value, str):
             raise refuse("a string")
-        quoted = '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        escaped = escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+        quoted = f'"{escaped}"'
         return f"{quoted}.to_string()" if t == "String" else quoted
     m = re.fullmatch(r"Vec<(.+)>", t)
     if m:
         items = value
         if isinstance(value, str):
+            if m.group(1).startswith("Vec<"):
+                raise refuse("a list of lists (give it as YAML: -y '{name: [[1, 2], [3]]}')")
             text = value.strip().removeprefix("vec!").strip("[]() ")
             items = [x for x in (s.strip() for s in text.split(",")) if x]
         if not isinstance(items, (list, tuple)):
@@ -156,12 +187,15 @@ def check(nb, values: dict) -> list[tuple[Declared, str]]:
         raise ParameterError("this notebook has no `parameters` cell with `let name: Type = value;` lines")
     unknown = [n for n in values if n not in known]
     if unknown:
+        skipped = [line for i in parameter_cells(nb) for line in unreadable(nb.cells[i].source)]
         hints = []
         for n in unknown:
             close = difflib.get_close_matches(n, known, n=1)
             hints.append(f"{n!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise ParameterError(f"this notebook has no parameter {', '.join(hints)}; its parameters are: "
-                             + ", ".join(f"{d.name}: {d.rust_type}" for d in known.values()))
+                             + ", ".join(f"{d.name}: {d.rust_type}" for d in known.values())
+                             + (f" (these lines of its parameters cells are not `let name: Type = value;` on one line: "
+                                f"{'; '.join(skipped)})" if skipped else ""))
     return [(known[n], literal(v, known[n].rust_type, n)) for n, v in values.items()]
 
 
@@ -171,7 +205,7 @@ def apply(nb, values: dict, note: str = "injected by papermill") -> list[str]:
     checked = check(nb, values)
     by_cell: dict[int, list[str]] = {}
     for d, lit in checked:
-        by_cell.setdefault(d.cell, []).append(f"let {d.name}: {d.rust_type} = {lit};")
+        by_cell.setdefault(d.cell, []).append(f"let {'mut ' if d.mutable else ''}{d.name}: {d.rust_type} = {lit};")
     for i, lines in by_cell.items():
         c = nb.cells[i]
         c.source = c.source.rstrip() + f"\n// {note}:\n" + "\n".join(lines)

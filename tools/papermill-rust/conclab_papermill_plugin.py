@@ -23,12 +23,16 @@ from papermill.translators import Translator, papermill_translators
 from conclab_papermill import ParameterError, apply, declarations, declared
 
 
+# The papermill functions that hold the notebook in a local `nb` when they call a translator.
+CALLERS = ("parameterize_notebook", "_infer_parameters")
+
+
 def _notebook_in_caller():
-    """The notebook papermill is working on: `nb` in a caller's frame."""
+    """The notebook papermill is working on: `nb` in the frame of one of CALLERS."""
     frame = _inspect.currentframe()
     try:
         while frame is not None:
-            nb = frame.f_locals.get("nb")
+            nb = frame.f_locals.get("nb") if frame.f_code.co_name in CALLERS else None
             if nb is not None and hasattr(nb, "cells"):
                 return nb
             frame = frame.f_back

@@ -81,11 +81,16 @@ impl<R: Report> ReportResult for Result<R, LabError> {
 /// an error box stays an error box.
 pub trait WithReference {
     fn with_reference(self, experiment: &str) -> Self;
+    /// The same from another folder of `conclab run --out` results.
+    fn with_reference_from(self, experiment: &str, dir: impl AsRef<std::path::Path>) -> Self;
 }
 
 impl WithReference for Result<Figure, LabError> {
     fn with_reference(self, experiment: &str) -> Self {
         self.map(|f| f.with_reference(experiment))
+    }
+    fn with_reference_from(self, experiment: &str, dir: impl AsRef<std::path::Path>) -> Self {
+        self.map(|f| f.with_reference_from(experiment, dir))
     }
 }
 

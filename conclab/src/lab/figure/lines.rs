@@ -101,16 +101,18 @@ fn fitting(ticks: Vec<f64>, label: &dyn Fn(f64) -> String, width: f64) -> Vec<f6
 
 impl Lines {
     /// The scales to draw with: [`Scale::Auto`] resolved from the data.
+    /// A reference run's lines do not decide it: the reader's own data do.
     pub(crate) fn scales(&self, x: Scale, y: Scale) -> (Scale, Scale) {
-        let pts = || self.series.iter().flat_map(|s| &s.points);
+        let pts = || self.series.iter().filter(|s| s.style != Style::Reference).flat_map(|s| &s.points);
         let xs = if x == Scale::Auto { axes::auto_scale(pts().map(|p| p.x)) } else { x };
         let ys = if y == Scale::Auto { axes::auto_scale(pts().map(|p| p.y)) } else { y };
         (xs, ys)
     }
 
-    /// Colour per series (a reference series: its base series' colour, faded): measured and fitted series take palette colours in order of
+    /// Colour per series: measured and fitted series take palette colours in order of
     /// their names' first appearance (a name repeated in another panel keeps its colour),
-    /// ideal lines are grey.
+    /// ideal lines are grey, and a reference series (`"<series> · <machine>"`) takes its
+    /// base series' colour, faded.
     pub(crate) fn colors(&self) -> Vec<RGBColor> {
         let mut names: Vec<&str> = Vec::new();
         self.series
@@ -118,7 +120,7 @@ impl Lines {
             .map(|s| match s.style {
                 Style::Ideal => GREY,
                 Style::Reference => {
-                    let base = s.name.split(" · ").next().unwrap_or(&s.name);
+                    let base = s.name.rsplit_once(" · ").map_or(s.name.as_str(), |(b, _)| b);
                     let k = names.iter().position(|n| *n == base).unwrap_or_else(|| {
                         names.push(base);
                         names.len() - 1
@@ -148,8 +150,16 @@ impl Lines {
             // Panels add their ideal lines as they go: list the measured names first.
             order.sort_by_key(|(s, _)| s.style == Style::Ideal);
         }
-        order
+        // A reference run gets one entry, "faded: <machine>": its lines repeat the reader's
+        // names in their colours.
+        let reference = self
+            .series
+            .iter()
+            .find(|s| s.style == Style::Reference)
+            .map(|s| s.name.rsplit_once(" · ").map_or(s.name.as_str(), |(_, m)| m).to_string());
+        let mut entries: Vec<Entry> = order
             .into_iter()
+            .filter(|(s, _)| s.style != Style::Reference)
             .filter(|(s, _)| {
                 let new = !seen.contains(&s.name.as_str());
                 seen.push(&s.name);
@@ -163,7 +173,14 @@ impl Lines {
                     Style::Measured | Style::ErrorBars => Swatch::Marked(c),
                 },
             })
-            .collect()
+            .collect();
+        if let Some(machine) = reference {
+            entries.push(Entry {
+                name: format!("faded: the same lines on {machine}"),
+                swatch: Swatch::Line { color: faded(text::INK), width: 2, dashed: false },
+            });
+        }
+        entries
     }
 
     /// Axis ranges in axis coordinates of one panel's series.
@@ -219,7 +236,10 @@ impl Lines {
         let tx = |v: f64| axes::to_axis(v, xs);
         let ty = |v: f64| axes::to_axis(v, ys);
         let many = self.panels.len() > 1;
-        for (s, c) in self.series.iter().zip(self.colors()).filter(|(s, _)| !many || s.panel == panel) {
+        // A reference run first, so the reader's own lines are drawn over it.
+        let mut drawn: Vec<(&Series, RGBColor)> = self.series.iter().zip(self.colors()).collect();
+        drawn.sort_by_key(|(s, _)| s.style != Style::Reference);
+        for (s, c) in drawn.into_iter().filter(|(s, _)| !many || s.panel == panel) {
             let pts: Vec<(f64, f64, Option<f64>, Option<f64>)> = s
                 .points
                 .iter()

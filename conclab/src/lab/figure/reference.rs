@@ -39,6 +39,10 @@ pub fn figures_json(figures: &[Figure]) -> Value {
         figures
             .iter()
             .map(|f| {
+                let panels = match &f.plot {
+                    Plot::Lines(l) => l.panels.clone(),
+                    _ => Vec::new(),
+                };
                 let series = match &f.plot {
                     Plot::Lines(l) => l
                         .series
@@ -60,11 +64,28 @@ pub fn figures_json(figures: &[Figure]) -> Value {
                     "x_label": f.x_label,
                     "y_label": f.y_label,
                     "kind": f.plot.kind(),
+                    "panels": panels,
                     "series": series,
                 })
             })
             .collect(),
     )
+}
+
+/// A title with each run of digits (and decimal point) replaced by `#`.
+fn without_numbers(title: &str) -> String {
+    let mut out = String::new();
+    let mut in_number = false;
+    for c in title.chars() {
+        let digit = c.is_ascii_digit() || (in_number && c == '.');
+        if digit && !in_number {
+            out.push('#');
+        } else if !digit {
+            out.push(c);
+        }
+        in_number = digit;
+    }
+    out
 }
 
 /// "2-CPU AMD EPYC": how a reference machine is named in a legend.
@@ -79,12 +100,14 @@ impl Figure {
     /// this figure's lines; see the [module docs](self). Never fails: what it cannot
     /// overlay it says in a note.
     pub fn with_reference(self, experiment: &str) -> Figure {
-        let dir = reference_dir();
-        self.with_reference_from(experiment, &dir)
+        self.with_reference_from(experiment, reference_dir())
     }
 
-    /// [`Figure::with_reference`] from another folder of `conclab run --out` results.
-    pub fn with_reference_from(mut self, experiment: &str, dir: &Path) -> Figure {
+    /// [`Figure::with_reference`] from another folder of `conclab run --out` results (a
+    /// second reference set, made on another machine).
+    pub fn with_reference_from(mut self, experiment: &str, dir: impl AsRef<Path>) -> Figure {
+        let dir = dir.as_ref();
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
         let path = dir.join(format!("{experiment}.json"));
         let saved: Option<Value> = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok());
         let Some(saved) = saved else {
@@ -115,7 +138,13 @@ impl Figure {
             self.notes.push(format!("The reference run of {experiment} ({label}) has no figure titled like this one."));
             return self;
         };
-        let mut added = 0;
+        // Panels by title: a reference panel the reader's figure lacks is left out.
+        let titles = |v: Option<&Value>| -> Vec<String> {
+            v.and_then(Value::as_array).into_iter().flatten().filter_map(|t| t.as_str().map(str::to_string)).collect()
+        };
+        let ref_panels = titles(found.get("panels"));
+        let own_panels = lines.panels.clone();
+        let (mut added, mut left_out) = (0, 0);
         for s in found.get("series").and_then(Value::as_array).into_iter().flatten() {
             let style = s.get("style").and_then(Value::as_str).unwrap_or("");
             let (Some(name), Some(points)) =
@@ -126,30 +155,51 @@ impl Figure {
             if style == "ideal" || style == "reference" {
                 continue;
             }
+            let ref_panel = s.get("panel").and_then(Value::as_u64).unwrap_or(0) as usize;
+            let panel = match (ref_panels.get(ref_panel), own_panels.is_empty()) {
+                (None, true) => Some(0),
+                // The same title, or one that differs only in its numbers ("sleep 5 ms" for
+                // a reference's "sleep 50 ms": the parameters differ, which the note says).
+                (Some(title), false) => own_panels
+                    .iter()
+                    .position(|t| t == title)
+                    .or_else(|| own_panels.iter().position(|t| without_numbers(t) == without_numbers(title))),
+                _ => None,
+            };
+            let Some(panel) = panel else {
+                left_out += 1;
+                continue;
+            };
             let points: Vec<Point> =
                 points.iter().filter_map(|p| Some(Point::new(p.get(0)?.as_f64()?, p.get(1)?.as_f64()?))).collect();
-            let panel = s.get("panel").and_then(Value::as_u64).unwrap_or(0) as usize;
             let mut series = Series::new(format!("{name} · {label}"), Style::Reference, points);
             series.panel = panel;
             lines.series.push(series);
             added += 1;
         }
-        let params = saved
-            .get("params")
-            .and_then(Value::as_object)
-            .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(&v.to_string()))).collect::<Vec<_>>())
-            .filter(|v| !v.is_empty())
-            .map_or_else(|| "its default parameters".to_string(), |v| v.join(", "));
-        let caption = saved.get("machine").map(|_| label.clone()).unwrap_or_default();
-        self.notes.push(if added == 0 {
-            format!("The reference run of {experiment} ({caption}) has no measured line in this figure.")
-        } else {
-            format!(
-                "Faded lines: the same experiment on a reference machine ({caption}; {}), run with {params} — \
-                 compare shapes and ratios more than absolute values.",
-                path.file_name().and_then(|n| n.to_str()).unwrap_or("")
-            )
-        });
+        let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+        if added == 0 {
+            self.notes.push(format!("The reference run of {experiment} ({label}) has no line to draw in this figure."));
+            return self;
+        }
+        let theirs = saved.get("report").and_then(crate::lab::report::params_line);
+        let ours = self.notes.iter().find(|n| n.starts_with("Run with: ")).cloned();
+        let mut note = format!(
+            "Faded lines: the same experiment on a reference machine ({label}; {file}), {} — compare shapes and \
+             ratios more than absolute values.",
+            theirs.as_deref().map_or("with its default parameters".to_string(), |t| {
+                format!("run with {}", t.trim_start_matches("Run with: "))
+            })
+        );
+        if let (Some(t), Some(o)) = (&theirs, &ours)
+            && t != o
+        {
+            note.push_str(" Your parameters differ from the reference's: compare where both have points.");
+        }
+        if left_out > 0 {
+            note.push_str(&format!(" {left_out} reference line(s) belong to panels this figure does not have."));
+        }
+        self.notes.push(note);
         self
     }
 }
@@ -201,6 +251,39 @@ mod tests {
         let none = measured().with_reference_from("missing", &dir);
         assert!(none.notes.last().unwrap().contains("No reference run"));
         assert!(none.errors.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn reference_lines_go_to_the_panel_of_the_same_title() {
+        let dir = std::env::temp_dir().join(format!("conclab-ref-panels-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let panel = |title: &str, y: f64| {
+            Figure::lines("P", "x", "y").panel(title).series(Series::new(
+                "s",
+                Style::Measured,
+                vec![Point::new(1.0, y)],
+            ))
+        };
+        // The reference has only panel "B" (at index 0); the reader has "A" and "B".
+        let saved =
+            json!({ "machine": {"logical_cpus": 4, "cpu_model": "M"}, "figures": figures_json(&[panel("B", 7.0)]) });
+        std::fs::write(dir.join("p.json"), saved.to_string()).unwrap();
+        let reader = panel("A", 1.0).panel("B").series(Series::new("s", Style::Measured, vec![Point::new(1.0, 2.0)]));
+        let f = reader.with_reference_from("p", &dir);
+        let Plot::Lines(l) = &f.plot else { panic!("a line chart") };
+        let r = l.series.iter().find(|s| s.style == Style::Reference).expect("drawn");
+        assert_eq!((r.panel, r.points[0].y), (1, 7.0));
+        // A panel title that differs only in a number still matches.
+        let moved = panel("A", 1.0).panel("B 5 ms").series(Series::new("s", Style::Measured, vec![]));
+        let saved = json!({ "machine": {}, "figures": figures_json(&[panel("B 50 ms", 7.0)]) });
+        std::fs::write(dir.join("q.json"), saved.to_string()).unwrap();
+        let g = moved.with_reference_from("q", &dir);
+        let Plot::Lines(m) = &g.plot else { panic!("a line chart") };
+        assert_eq!(m.series.iter().filter(|s| s.style == Style::Reference && s.panel == 1).count(), 1);
+        assert_eq!(without_numbers("sleep 50.5 ms, 3 tasks"), "sleep # ms, # tasks");
+        // And the legend names the machine once.
+        assert_eq!(l.legend().iter().filter(|e| e.name.contains("4-CPU M")).count(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
