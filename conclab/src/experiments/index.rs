@@ -313,17 +313,22 @@ mod tests {
 
     #[test]
     fn one_row_per_kind_and_count_and_threads_cost_more() {
-        let p = SpawnCost { counts: vec![1, 64], samples: 3, workers: 2 };
+        let p = SpawnCost { counts: vec![1, 64], samples: 5, workers: 2 };
         let r = spawn_cost(&p).unwrap();
         assert_eq!(r.rows.len(), 4);
-        assert!(r.rows.iter().all(|row| row.micros_per_spawn.n == 3 && row.micros_per_spawn.median > 0.0));
+        assert!(r.rows.iter().all(|row| row.micros_per_spawn.n == 5 && row.micros_per_spawn.median > 0.0));
         // A thread start is a clone(2) syscall plus a stack mapping; a task is an
         // allocation and a queue push. The gap is about 100× on a quiet machine; the test
-        // asks for 5×, so a task batch preempted on a crowded machine cannot fail it.
-        assert!(r.ratio_at_largest().unwrap() > 5.0, "{:?}", r.rows);
+        // asks for 5× between the fastest samples of each: preemption only ever adds time,
+        // so beside a CPU hog (which preempted a task batch into a 3× median gap in CI)
+        // the least disturbed of 5 samples still shows the mechanism.
+        let fastest =
+            |kind: &str| r.rows.iter().find(|x| x.kind == kind && x.count == 64).unwrap().micros_per_spawn.min;
+        assert!(fastest(THREAD) > 5.0 * fastest(TASK), "{:?}", r.rows);
+        assert!(r.ratio_at_largest().is_some());
         assert_eq!(r.table().rows.len(), 2);
         assert!(r.figure().to_svg().contains("<svg"));
-        assert!(r.figure().x_label.contains("3 samples each; tokio: 2 workers"));
-        assert!(r.table().to_text().contains("counts = [1, 64], samples = 3"), "{}", r.table().to_text());
+        assert!(r.figure().x_label.contains("5 samples each; tokio: 2 workers"));
+        assert!(r.table().to_text().contains("counts = [1, 64], samples = 5"), "{}", r.table().to_text());
     }
 }
