@@ -30,6 +30,9 @@ mkdir -p "$out"
 for name in "${names[@]}"; do
   echo "== $name"
   "$bin" run "$name" --out "$out"
+  # Kept on one line: the committed set is half the size (the CLI pretty-prints for people;
+  # `python3 -m json.tool NAME.json` shows it that way again).
+  python3 -c 'import json, sys; p = sys.argv[1]; d = json.load(open(p)); open(p, "w").write(json.dumps(d, ensure_ascii=False, separators=(",", ":")) + "\n")' "$out/$name.json"
 done
 
 {
@@ -37,7 +40,8 @@ done
   echo
   echo "Made by [\`scripts/reference-figures.sh\`](../../scripts/reference-figures.sh): every experiment of"
   echo "\`conclab list\`, run with its default parameters by \`conclab run NAME --out docs/figures\`"
-  echo "(\`NAME.json\` holds the parameters, the machine card and the data; one SVG per figure)."
+  echo "(\`NAME.json\` holds the parameters, the machine card and the data, on one line: \`python3 -m json.tool NAME.json\`"
+  echo "shows it indented; one SVG per figure)."
   echo "They show what one machine did; the notebooks measure yours."
   echo
   echo "Last made on $(date -u +%Y-%m-%d) from commit \`$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\`, on this machine (\`conclab machine\`;"

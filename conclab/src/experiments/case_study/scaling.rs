@@ -645,15 +645,22 @@ impl Report for ServerScalingReport {
         )
         .log_x()
         .log_y();
-        for &kind in &p.servers {
-            let rows: Vec<&ScalingRow> = self.rows_of(kind).into_iter().filter(|r| r.load.requests > 0).collect();
-            for (q, get) in [
-                ("p50", (|r: &ScalingRow| r.load.p50_us) as fn(&ScalingRow) -> f64),
-                ("p99", |r: &ScalingRow| r.load.p99_us),
-                ("p99.9", |r: &ScalingRow| r.load.p999_us),
-            ] {
-                let pts = rows.iter().map(|r| Point::new(r.connections as f64, get(r).max(1.0))).collect();
-                lat = lat.series(Series::new(format!("{} {q}", kind.label()), Style::Measured, pts));
+        // One panel per percentile, one colour per server: the comparison a reader makes is
+        // thread vs task at the same percentile.
+        for (q, get) in [
+            ("median (p50)", (|r: &ScalingRow| r.load.p50_us) as fn(&ScalingRow) -> f64),
+            ("p99", |r: &ScalingRow| r.load.p99_us),
+            ("p99.9", |r: &ScalingRow| r.load.p999_us),
+        ] {
+            lat = lat.panel(q);
+            for &kind in &p.servers {
+                let pts = self
+                    .rows_of(kind)
+                    .into_iter()
+                    .filter(|r| r.load.requests > 0)
+                    .map(|r| Point::new(r.connections as f64, get(r).max(1.0)))
+                    .collect();
+                lat = lat.series(Series::new(kind.label(), Style::Measured, pts));
             }
         }
         let lat = lat.note(format!(

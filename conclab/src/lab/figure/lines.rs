@@ -7,6 +7,7 @@ use super::legend::{Entry, Swatch};
 use super::text::{self, BODY_PX, GREY, LINE_PX, fmt_num};
 use super::{Ctx, color};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::fmt::Write as _;
 
 /// One point of a measured series: the median `y` with an optional spread `lo..=hi`.
@@ -208,21 +209,38 @@ impl Lines {
 
     pub(crate) fn draw(&self, cx: &Ctx<'_>, area: &axes::Area<'_>) -> DrawResult<Vec<Rect>> {
         if self.panels.is_empty() {
-            return Ok(vec![self.draw_panel(cx, area, 0, 6)?]);
+            return Ok(vec![self.draw_panel(cx, area, 0, 6, true)?]);
         }
         let mut rects = Vec::new();
         let areas = area.split_evenly((1, self.panels.len()));
+        // The x title under each panel, or once under them all where it is wider than a
+        // panel's plot (three narrow panels would write their titles over each other).
+        let (w, h) = area.dim_in_pixel();
+        let panel_plot_w = w as f64 / self.panels.len() as f64 - cx.y_area as f64 - 36.0;
+        let shared_title = text::width(&cx.fig.x_label, BODY_PX) > panel_plot_w;
         for (i, (panel_area, title)) in areas.iter().zip(&self.panels).enumerate() {
             let (head, body) = panel_area.split_vertically(LINE_PX + 6);
             let style = text::font(BODY_PX).style(FontStyle::Bold).color(&text::INK);
             head.draw(&Text::new(title.clone(), (12 + cx.y_area as i32, 4), style))?;
             let ticks = if self.panels.len() > 2 { 3 } else { 4 };
-            rects.push(self.draw_panel(cx, &body, i, ticks)?);
+            rects.push(self.draw_panel(cx, &body, i, ticks, !shared_title)?);
+        }
+        if shared_title {
+            let style = text::font(BODY_PX).color(&text::INK).pos(Pos::new(HPos::Center, VPos::Bottom));
+            let mid = (cx.y_area as i32 + 12 + w as i32 - 24) / 2;
+            area.draw(&Text::new(cx.fig.x_label.clone(), (mid, h as i32 - 4), style))?;
         }
         Ok(rects)
     }
 
-    fn draw_panel(&self, cx: &Ctx<'_>, area: &axes::Area<'_>, panel: usize, x_ticks: usize) -> DrawResult<Rect> {
+    fn draw_panel(
+        &self,
+        cx: &Ctx<'_>,
+        area: &axes::Area<'_>,
+        panel: usize,
+        x_ticks: usize,
+        x_title: bool,
+    ) -> DrawResult<Rect> {
         let ((x0, x1), (y0, y1)) = self.bounds(cx, panel);
         let (xs, ys) = (cx.x_scale, cx.y_scale);
         let xl = |v: f64| axes::fmt_tick(v, xs);
@@ -230,7 +248,8 @@ impl Lines {
         // The plot's width: the area less the y tick labels and the chart's side margins.
         let plot_w = area.dim_in_pixel().0 as f64 - cx.y_area as f64 - 36.0;
         let x_ticks = fitting(axes::ticks(x0, x1, xs, x_ticks), &xl, plot_w);
-        let x = AxisSpec { lo: x0, hi: x1, ticks: x_ticks, label: &xl, desc: &cx.fig.x_label };
+        let desc = if x_title { cx.fig.x_label.as_str() } else { "" };
+        let x = AxisSpec { lo: x0, hi: x1, ticks: x_ticks, label: &xl, desc };
         let y = AxisSpec { lo: y0, hi: y1, ticks: axes::ticks(y0, y1, ys, 6), label: &yl, desc: "" };
         let mut chart = axes::chart(area, &x, &y, cx.y_area, 58)?;
         let tx = |v: f64| axes::to_axis(v, xs);
