@@ -150,6 +150,7 @@ def test_async_mode_cells_must_be_tagged_and_tags_must_be_used():
     assert "rt::run" in async_problems(3, bad)[0]
     demo = new_code_cell("f().await", metadata={"tags": ["demo-async-mode"]})
     assert async_problems(3, demo) == []
+    assert "lesson notebook" in async_problems(3, demo, demo_allowed=False)[0]
     unused = new_code_cell("rt::run(Rt::current(), || async { f().await })", metadata={"tags": ["demo-async-mode"]})
     assert "no top-level" in async_problems(3, unused)[0]
 
