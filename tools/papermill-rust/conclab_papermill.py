@@ -68,9 +68,7 @@ def declarations(source: str, cell: int = 0) -> list[Declared]:
             # A comment after a `let` starts the next group's help; one above several `let`s
             # describes them all.
             text = s.lstrip("/").strip()
-            comments = [] if after_let or text.startswith(APPLIED) else comments
-            if not text.startswith(APPLIED):
-                comments.append(text)
+            comments = [] if text.startswith(APPLIED) else ([] if after_let else comments) + [text]
             after_let = False
             continue
         m = LET.match(line)
@@ -120,8 +118,7 @@ def _number(value, want_int: bool):
 
 def literal(value, rust_type: str, name: str = "value") -> str:
     """`value` as a Rust expression of type `rust_type`; ParameterError if it does not fit."""
-    t = re.sub(r"\s+", "", rust_type)
-    t = t.replace("&'static", "&'static ").replace("&'static str", "&str")
+    t = re.sub(r"\s+", "", rust_type).replace("&'static", "&")  # `&'static str` reads as `&str`
 
     def refuse(what: str) -> ParameterError:
         return ParameterError(f"parameter {name!r} is a {t}: {value!r} is not {what}")

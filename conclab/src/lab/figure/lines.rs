@@ -118,23 +118,17 @@ impl Lines {
         let mut names: Vec<&str> = Vec::new();
         self.series
             .iter()
-            .map(|s| match s.style {
-                Style::Ideal => GREY,
-                Style::Reference => {
-                    let base = s.name.rsplit_once(" · ").map_or(s.name.as_str(), |(b, _)| b);
-                    let k = names.iter().position(|n| *n == base).unwrap_or_else(|| {
-                        names.push(base);
-                        names.len() - 1
-                    });
-                    faded(color(k))
+            .map(|s| {
+                if s.style == Style::Ideal {
+                    return GREY;
                 }
-                _ => {
-                    let k = names.iter().position(|n| *n == s.name).unwrap_or_else(|| {
-                        names.push(&s.name);
-                        names.len() - 1
-                    });
-                    color(k)
-                }
+                // A reference series takes the colour of the series it repeats.
+                let name = if s.style == Style::Reference { reference_parts(&s.name).0 } else { s.name.as_str() };
+                let k = names.iter().position(|n| *n == name).unwrap_or_else(|| {
+                    names.push(name);
+                    names.len() - 1
+                });
+                if s.style == Style::Reference { faded(color(k)) } else { color(k) }
             })
             .collect()
     }
@@ -153,11 +147,8 @@ impl Lines {
         }
         // A reference run gets one entry, "faded: <machine>": its lines repeat the reader's
         // names in their colours.
-        let reference = self
-            .series
-            .iter()
-            .find(|s| s.style == Style::Reference)
-            .map(|s| s.name.rsplit_once(" · ").map_or(s.name.as_str(), |(_, m)| m).to_string());
+        let reference =
+            self.series.iter().find(|s| s.style == Style::Reference).map(|s| reference_parts(&s.name).1.to_string());
         let mut entries: Vec<Entry> = order
             .into_iter()
             .filter(|(s, _)| s.style != Style::Reference)
@@ -216,8 +207,7 @@ impl Lines {
         // The x title under each panel, or once under them all where it is wider than a
         // panel's plot (three narrow panels would write their titles over each other).
         let (w, h) = area.dim_in_pixel();
-        let panel_plot_w = w as f64 / self.panels.len() as f64 - cx.y_area as f64 - 36.0;
-        let shared_title = text::width(&cx.fig.x_label, BODY_PX) > panel_plot_w;
+        let shared_title = text::width(&cx.fig.x_label, BODY_PX) > plot_width(cx, w as f64 / self.panels.len() as f64);
         for (i, (panel_area, title)) in areas.iter().zip(&self.panels).enumerate() {
             let (head, body) = panel_area.split_vertically(LINE_PX + 6);
             let style = text::font(BODY_PX).style(FontStyle::Bold).color(&text::INK);
@@ -245,9 +235,7 @@ impl Lines {
         let (xs, ys) = (cx.x_scale, cx.y_scale);
         let xl = |v: f64| axes::fmt_tick(v, xs);
         let yl = |v: f64| axes::fmt_tick(v, ys);
-        // The plot's width: the area less the y tick labels and the chart's side margins.
-        let plot_w = area.dim_in_pixel().0 as f64 - cx.y_area as f64 - 36.0;
-        let x_ticks = fitting(axes::ticks(x0, x1, xs, x_ticks), &xl, plot_w);
+        let x_ticks = fitting(axes::ticks(x0, x1, xs, x_ticks), &xl, plot_width(cx, area.dim_in_pixel().0 as f64));
         let desc = if x_title { cx.fig.x_label.as_str() } else { "" };
         let x = AxisSpec { lo: x0, hi: x1, ticks: x_ticks, label: &xl, desc };
         let y = AxisSpec { lo: y0, hi: y1, ticks: axes::ticks(y0, y1, ys, 6), label: &yl, desc: "" };
@@ -313,6 +301,20 @@ impl Lines {
             let _ = writeln!(s, "  (log scale on {})", log.join(" and "));
         }
     }
+}
+
+/// The plot's width in an area `area_w` pixels wide: less the y tick labels and the
+/// chart's side margins.
+fn plot_width(cx: &Ctx<'_>, area_w: f64) -> f64 {
+    area_w - cx.y_area as f64 - 36.0
+}
+
+/// How a reference series is named: `"<series>` + [`REFERENCE_SEP`] + `<machine>"`.
+pub(crate) const REFERENCE_SEP: &str = " · ";
+
+/// A reference series' name split into the series it repeats and the machine that made it.
+fn reference_parts(name: &str) -> (&str, &str) {
+    name.rsplit_once(REFERENCE_SEP).unwrap_or((name, name))
 }
 
 /// A colour mixed 60 % towards white: a reference run drawn behind the reader's own.

@@ -10,6 +10,7 @@
 //! so instead. A second reference set (a bigger machine) is a second folder:
 //! [`Figure::with_reference_from`].
 
+use super::lines::REFERENCE_SEP;
 use super::{Figure, Plot, Point, Series, Style};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -172,16 +173,16 @@ impl Figure {
             };
             let points: Vec<Point> =
                 points.iter().filter_map(|p| Some(Point::new(p.get(0)?.as_f64()?, p.get(1)?.as_f64()?))).collect();
-            let mut series = Series::new(format!("{name} · {label}"), Style::Reference, points);
+            let mut series = Series::new(format!("{name}{REFERENCE_SEP}{label}"), Style::Reference, points);
             series.panel = panel;
             lines.series.push(series);
             added += 1;
         }
-        let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
         if added == 0 {
             self.notes.push(format!("The reference run of {experiment} ({label}) has no line to draw in this figure."));
             return self;
         }
+        let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let theirs = saved.get("report").and_then(crate::lab::report::params_line);
         let ours = self.notes.iter().find(|n| n.starts_with("Run with: ")).cloned();
         let mut note = format!(
